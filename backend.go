@@ -1,0 +1,168 @@
+// Package flowcred is a Vault secrets engine that turns credential handles
+// into ready-to-use credential material: access tokens refreshed and cached
+// by the plugin, served under Vault's leases, audit log and ACLs.
+package flowcred
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Version is set at build time with -ldflags "-X github.com/flowcred/vault-plugin-flowcred.Version=1.2.3".
+var Version = "0.0.0-dev"
+
+const (
+	// operationPrefixFlowcred prefixes every OpenAPI operation ID.
+	operationPrefixFlowcred = "flowcred"
+
+	// Storage prefixes. Everything below them is seal-wrapped.
+	configStorageKey       = "config"
+	bindingStoragePrefix   = "bindings/"
+	secretStoragePrefix    = "secrets/"
+	tokenStoragePrefix     = "tokens/"
+	pluginName             = "flowcred"
+	backendHelpSynopsis    = "Credential handles for workflow connectors: bindings in, ready-to-use tokens out."
+	backendHelpDescription = `
+flowcred binds credential handles (e.g. google_sales) to credential material:
+OAuth2 refresh tokens, client credentials, service-account and JWT-bearer
+grants, and static API tokens. Read token/<handle> to get an access token,
+its expiry and the headers to inject; the plugin refreshes and caches tokens
+and serves them under non-renewable Vault leases.
+`
+)
+
+// Factory is the plugin entry point Vault calls for every mount.
+func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
+	b := newBackend(defaultDeps())
+	if err := b.Setup(ctx, conf); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// deps are the backend's outside world, replaced by tests.
+type deps struct {
+	// now is the clock.
+	now func() time.Time
+	// transport carries upstream token requests; nil means a fresh
+	// http.Transport per backend.
+	transport http.RoundTripper
+}
+
+func defaultDeps() deps {
+	return deps{now: time.Now}
+}
+
+type backend struct {
+	*framework.Backend
+	deps
+
+	// handles holds per-handle state: the single-flight lock, the cached
+	// binding and token. Only handles that were used have an entry.
+	handles handleMap
+
+	// secretsEpoch increases whenever a stored secret changes (locally or
+	// by Invalidate). Cached material resolved from secrets under an older
+	// epoch is reloaded.
+	secretsEpoch atomic.Uint64
+
+	// refsLock orders secret deletes against binding writes: a binding write
+	// holds it for reading, a secret delete for writing, so a secret cannot
+	// be deleted while a binding that references it is being written.
+	refsLock sync.RWMutex
+
+	// config is the mount configuration, loaded lazily and dropped by
+	// Invalidate("config").
+	configMu sync.Mutex
+	config   atomic.Pointer[configEntry]
+
+	// httpClient makes upstream calls; its timeout is set per request from config.
+	httpClient *http.Client
+
+	// userAgent is sent on upstream calls.
+	userAgent atomic.Value
+
+	// scheduler drives background refresh of recently read handles.
+	scheduler *refreshScheduler
+}
+
+func newBackend(d deps) *backend {
+	if d.now == nil {
+		d.now = time.Now
+	}
+	b := &backend{deps: d}
+	tr := d.transport
+	if tr == nil {
+		tr = newUpstreamTransport()
+	}
+	b.httpClient = &http.Client{Transport: &userAgentTransport{b: b, next: tr}}
+	b.handles.init()
+	b.scheduler = newRefreshScheduler()
+	b.userAgent.Store("flowcred/" + Version)
+
+	b.Backend = &framework.Backend{
+		Help:        strings.TrimSpace(backendHelpDescription),
+		BackendType: logical.TypeLogical,
+		PathsSpecial: &logical.Paths{
+			SealWrapStorage: []string{
+				configStorageKey,
+				bindingStoragePrefix,
+				secretStoragePrefix,
+				tokenStoragePrefix,
+			},
+		},
+		// Order matters: the framework matches the first pattern, and the
+		// catch-all "invalid name" paths must come after the real ones.
+		Paths: framework.PathAppend(
+			[]*framework.Path{pathConfig(b), pathValidate(b)},
+			pathSecrets(b),
+			pathBindings(b),
+			pathToken(b),
+			pathInvalidNames(b),
+		),
+		Secrets:        []*framework.Secret{secretToken(b)},
+		Invalidate:     b.invalidate,
+		Clean:          b.clean,
+		InitializeFunc: b.initialize,
+		PeriodicFunc:   b.periodic,
+		RunningVersion: "v" + Version,
+	}
+	return b
+}
+
+func (b *backend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
+	if env, err := b.System().PluginEnv(ctx); err == nil && env != nil {
+		b.userAgent.Store(userAgentString(env))
+	}
+	return nil
+}
+
+// invalidate keeps in-memory state coherent when storage changes underneath
+// this node (replication, or another node's write).
+func (b *backend) invalidate(ctx context.Context, key string) {
+	switch {
+	case key == configStorageKey:
+		b.config.Store(nil)
+	case strings.HasPrefix(key, bindingStoragePrefix):
+		b.handles.drop(strings.TrimPrefix(key, bindingStoragePrefix))
+	case strings.HasPrefix(key, tokenStoragePrefix):
+		b.handles.drop(strings.TrimPrefix(key, tokenStoragePrefix))
+	case strings.HasPrefix(key, secretStoragePrefix):
+		b.secretsEpoch.Add(1)
+	}
+}
+
+// clean drops all in-memory state when the mount is unmounted or reloaded.
+func (b *backend) clean(ctx context.Context) {
+	b.handles.clear()
+	b.scheduler.clear()
+	b.config.Store(nil)
+	b.httpClient.CloseIdleConnections()
+}

@@ -1,0 +1,166 @@
+package flowcred
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// Binding health values (design.md, "Failures").
+const (
+	healthOK          = "ok"
+	healthDegraded    = "degraded"
+	healthNeedsReauth = "needs_reauth"
+	healthUnknown     = "unknown"
+)
+
+// errClass says who can fix a failed refresh.
+type errClass int
+
+const (
+	// classTransient: the provider or the network failed; retrying may work.
+	classTransient errClass = iota
+	// classReauth: the grant itself was refused; a person must re-authorize
+	// or fix the credentials.
+	classReauth
+	// classConfig: the provider refused the request for another reason
+	// (invalid_scope, invalid_request, ...); the binding must be fixed.
+	classConfig
+)
+
+// upstreamError is a classified failure of a token request. Its message is
+// built from the provider's error code and description and the HTTP status,
+// never from a request or response body, so it carries no secret.
+type upstreamError struct {
+	class       errClass
+	code        string // OAuth2 error code, e.g. invalid_grant
+	description string // provider's error_description, sanitized
+	status      int    // HTTP status, 0 for network errors
+	retryAfter  time.Duration
+	msg         string
+	// hint tells an operator what to do, when the error is understood.
+	hint string
+}
+
+func (e *upstreamError) Error() string {
+	s := e.msg
+	if e.hint != "" {
+		s += " (" + e.hint + ")"
+	}
+	return s
+}
+
+func (e *upstreamError) health() string {
+	if e.class == classReauth {
+		return healthNeedsReauth
+	}
+	return healthDegraded
+}
+
+// reauthCodes are the OAuth2 error codes that mean the grant is dead.
+var reauthCodes = map[string]bool{
+	"invalid_grant":       true,
+	"invalid_client":      true,
+	"unauthorized_client": true,
+}
+
+// classifyUpstream turns an error from a token request into an upstreamError.
+func classifyUpstream(err error) *upstreamError {
+	var ue *upstreamError
+	if errors.As(err, &ue) {
+		return ue
+	}
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		return classifyRetrieveError(re)
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return &upstreamError{class: classTransient, msg: "token endpoint did not answer in time"}
+	case errors.Is(err, context.Canceled):
+		return &upstreamError{class: classTransient, msg: "token request was cancelled"}
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return &upstreamError{class: classTransient, msg: "token endpoint did not answer in time"}
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "missing access_token") {
+		return &upstreamError{class: classTransient, msg: "token endpoint answered without an access_token"}
+	}
+	if strings.Contains(msg, "oauth2: cannot parse") {
+		// The parser's message can quote the body; do not pass it on.
+		return &upstreamError{class: classTransient, msg: "token endpoint answered with a body that is not a token response"}
+	}
+	return &upstreamError{class: classTransient, msg: "token request failed: " + sanitize(msg, 300)}
+}
+
+func classifyRetrieveError(re *oauth2.RetrieveError) *upstreamError {
+	ue := &upstreamError{code: sanitize(re.ErrorCode, 64), description: sanitize(re.ErrorDescription, 300)}
+	if re.Response != nil {
+		ue.status = re.Response.StatusCode
+		if ra := re.Response.Header.Get("Retry-After"); ra != "" {
+			ue.retryAfter = parseRetryAfter(ra)
+		}
+	}
+	switch {
+	case ue.code != "" && reauthCodes[ue.code]:
+		ue.class = classReauth
+	case ue.status == http.StatusTooManyRequests || ue.status >= 500 || ue.status == 0:
+		ue.class = classTransient
+	case ue.code != "":
+		ue.class = classConfig
+	default:
+		// A 4xx without an OAuth2 error body (an HTML error page, a proxy):
+		// nothing says the grant is dead, so treat it as transient.
+		ue.class = classTransient
+	}
+	switch {
+	case ue.code != "" && ue.description != "":
+		ue.msg = fmt.Sprintf("provider answered %s: %s", ue.code, ue.description)
+	case ue.code != "":
+		ue.msg = "provider answered " + ue.code
+	default:
+		ue.msg = fmt.Sprintf("token endpoint answered HTTP %d", ue.status)
+		if ue.status == 0 {
+			ue.msg = "token endpoint answered with a body that is not a token response"
+		}
+	}
+	if ue.code == "" && ue.status != 0 {
+		ue.msg += " without an OAuth2 error"
+	}
+	return ue
+}
+
+func parseRetryAfter(v string) time.Duration {
+	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && secs >= 0 {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := time.Until(t); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+// sanitize keeps provider text printable and short.
+func sanitize(s string, max int) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > max {
+		s = s[:max] + "..."
+	}
+	return strings.TrimSpace(s)
+}

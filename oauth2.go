@@ -1,0 +1,198 @@
+package flowcred
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/helper/useragent"
+	"github.com/hashicorp/vault/sdk/logical"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// upstreamToken is what a grant returns.
+type upstreamToken struct {
+	AccessToken  string
+	TokenType    string
+	RefreshToken string
+	// Expiry is zero when the provider did not say.
+	Expiry time.Time
+}
+
+// fetchToken obtains a new token for a binding with an upstream.
+func (b *backend) fetchToken(ctx context.Context, e *bindingEntry, in map[string]string, refreshToken string) (*upstreamToken, error) {
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, b.httpClient)
+	switch e.Kind {
+	case kindGoogleOAuth2, kindOAuth2RefreshToken:
+		return refreshGrant(ctx, e, in, refreshToken)
+	case kindOAuth2ClientCreds:
+		return clientCredentialsGrant(ctx, e, in)
+	case kindGoogleServiceAccount, kindOAuth2JWTBearer:
+		return b.jwtGrant(ctx, e, in)
+	}
+	return nil, fmt.Errorf("kind %q has no upstream grant", e.Kind)
+}
+
+func authStyle(e *bindingEntry) oauth2.AuthStyle {
+	switch e.Plain["auth_style"] {
+	case "header":
+		return oauth2.AuthStyleInHeader
+	case "params":
+		return oauth2.AuthStyleInParams
+	}
+	if e.Kind == kindGoogleOAuth2 {
+		// Google accepts both; the body is what its own libraries send.
+		return oauth2.AuthStyleInParams
+	}
+	return oauth2.AuthStyleAutoDetect
+}
+
+// refreshGrant runs the refresh-token grant (RFC 6749 section 6).
+func refreshGrant(ctx context.Context, e *bindingEntry, in map[string]string, refreshToken string) (*upstreamToken, error) {
+	conf := &oauth2.Config{
+		ClientID:     in["client_id"],
+		ClientSecret: in["client_secret"],
+		Endpoint:     oauth2.Endpoint{TokenURL: e.tokenURL(), AuthStyle: authStyle(e)},
+		Scopes:       e.Scopes,
+	}
+	// An expired token makes the source refresh at once.
+	src := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken, Expiry: time.Unix(1, 0)})
+	tok, err := src.Token()
+	if err != nil {
+		return nil, err
+	}
+	out := fromOAuth2Token(tok)
+	// x/oauth2 copies the old refresh token into a response without one;
+	// report only a token the provider actually sent.
+	if tok.RefreshToken == refreshToken {
+		out.RefreshToken = ""
+	}
+	return out, nil
+}
+
+// clientCredentialsGrant runs the client-credentials grant (RFC 6749 section 4.4).
+func clientCredentialsGrant(ctx context.Context, e *bindingEntry, in map[string]string) (*upstreamToken, error) {
+	params := url.Values{}
+	for k, v := range e.TokenParams {
+		params.Set(k, v)
+	}
+	conf := &clientcredentials.Config{
+		ClientID:       in["client_id"],
+		ClientSecret:   in["client_secret"],
+		TokenURL:       e.tokenURL(),
+		Scopes:         e.Scopes,
+		EndpointParams: params,
+		AuthStyle:      authStyle(e),
+	}
+	tok, err := conf.Token(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := fromOAuth2Token(tok)
+	out.RefreshToken = "" // a client-credentials grant has nothing to rotate
+	return out, nil
+}
+
+func fromOAuth2Token(tok *oauth2.Token) *upstreamToken {
+	return &upstreamToken{
+		AccessToken:  tok.AccessToken,
+		TokenType:    tok.TokenType,
+		RefreshToken: tok.RefreshToken,
+		Expiry:       tok.Expiry,
+	}
+}
+
+// upstreamMaterial builds the material for a token obtained upstream.
+func upstreamMaterial(handle string, e *bindingEntry, st *tokenState) *material {
+	tt := normalizeTokenType(st.TokenType)
+	headers := make(map[string]string, len(e.ExtraHeaders)+1)
+	for k, v := range e.ExtraHeaders {
+		headers[k] = v
+	}
+	headers["Authorization"] = tt + " " + st.AccessToken
+	return &material{
+		handle:      handle,
+		kind:        e.Kind,
+		accessToken: st.AccessToken,
+		tokenType:   tt,
+		expiry:      st.Expiry,
+		obtainedAt:  st.ObtainedAt,
+		headers:     headers,
+		leaseCap:    e.TTL,
+	}
+}
+
+// maxResponseBytes bounds what the transport reads of a token response.
+const maxResponseBytes = 1 << 20
+
+// newUpstreamTransport is the transport for token requests: no proxies from
+// the environment are needed for loopback tests, but honour them like any
+// Go client would.
+func newUpstreamTransport() http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 16
+	t.ResponseHeaderTimeout = 0 // the request context carries the timeout
+	return t
+}
+
+// userAgentTransport sets the User-Agent and bounds the response body.
+type userAgentTransport struct {
+	b    *backend
+	next http.RoundTripper
+}
+
+func (t *userAgentTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	r := req.Clone(req.Context())
+	r.Header.Set("User-Agent", t.b.userAgent.Load().(string))
+	resp, err := t.next.RoundTrip(r)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = &limitedBody{rc: resp.Body, left: maxResponseBytes}
+	return resp, nil
+}
+
+// limitedBody ends a response body after a bound, so a provider (or a
+// proxy in front of it) cannot make the plugin read without end.
+type limitedBody struct {
+	rc interface {
+		Read([]byte) (int, error)
+		Close() error
+	}
+	left int64
+}
+
+func (l *limitedBody) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		return 0, fmt.Errorf("token response larger than %d bytes", maxResponseBytes)
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.rc.Read(p)
+	l.left -= int64(n)
+	return n, err
+}
+
+func (l *limitedBody) Close() error { return l.rc.Close() }
+
+func userAgentString(env *logical.PluginEnvironment) string {
+	return useragent.PluginString(env, pluginName+"/"+Version)
+}
+
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Host
+}
+
+func decodeSegment(s string) ([]byte, error) {
+	return base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
+}

@@ -1,0 +1,243 @@
+package flowcred
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// maxSecretBytes bounds a stored secret value (a Google key file is ~2.4 KiB).
+const maxSecretBytes = 64 << 10
+
+// secretEntry is a write-only secret value that bindings reference by name,
+// stored at secrets/<name>.
+type secretEntry struct {
+	// Value is the secret itself. It is never returned by any read.
+	Value string `json:"value"`
+	// CreatedAt and UpdatedAt are shown by reads.
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+func pathSecrets(b *backend) []*framework.Path {
+	return []*framework.Path{
+		{
+			Pattern: secretStoragePrefix + framework.GenericNameRegex("name") + "$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefixFlowcred,
+				OperationSuffix: "secret",
+			},
+			Fields: map[string]*framework.FieldSchema{
+				"name": {
+					Type:        framework.TypeString,
+					Description: "Name of the secret; bindings reference it as <field>_secret=<name>.",
+					Required:    true,
+				},
+				"value": {
+					Type:         framework.TypeString,
+					Description:  "The secret value (a client secret, refresh token, private key, key file or API token). Write-only.",
+					DisplayAttrs: &framework.DisplayAttributes{Sensitive: true},
+				},
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ReadOperation: &framework.PathOperation{
+					Callback: b.pathSecretRead,
+					Summary:  "Read a secret's metadata (never its value).",
+					Responses: map[int][]framework.Response{http.StatusOK: {{
+						Description: "OK",
+						Fields:      secretResponseFields,
+					}}},
+				},
+				logical.UpdateOperation: &framework.PathOperation{
+					Callback:                    b.pathSecretWrite,
+					Summary:                     "Store or replace a secret value.",
+					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "write"},
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+				},
+				logical.DeleteOperation: &framework.PathOperation{
+					Callback:                    b.pathSecretDelete,
+					Summary:                     "Delete a secret that no binding references.",
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+				},
+			},
+			HelpSynopsis:    pathSecretsHelpSyn,
+			HelpDescription: pathSecretsHelpDesc,
+		},
+		{
+			Pattern: secretStoragePrefix + "?$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefixFlowcred,
+				OperationSuffix: "secrets",
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ListOperation: &framework.PathOperation{
+					Callback: b.pathSecretList,
+					Summary:  "List stored secret names.",
+				},
+			},
+			HelpSynopsis:    pathSecretsHelpSyn,
+			HelpDescription: pathSecretsHelpDesc,
+		},
+	}
+}
+
+var secretResponseFields = map[string]*framework.FieldSchema{
+	"name":       {Type: framework.TypeString, Required: true},
+	"created_at": {Type: framework.TypeString, Required: true},
+	"updated_at": {Type: framework.TypeString, Required: true},
+}
+
+// getSecret returns the stored secret, or nil, nil when there is none.
+func getSecret(ctx context.Context, s logical.Storage, name string) (*secretEntry, error) {
+	entry, err := s.Get(ctx, secretStoragePrefix+name)
+	if err != nil {
+		return nil, fmt.Errorf("reading secret %q: %w", name, err)
+	}
+	if entry == nil {
+		return nil, nil
+	}
+	var e secretEntry
+	if err := entry.DecodeJSON(&e); err != nil {
+		return nil, fmt.Errorf("decoding secret %q: %w", name, err)
+	}
+	return &e, nil
+}
+
+func putSecret(ctx context.Context, s logical.Storage, name string, e *secretEntry) error {
+	entry, err := logical.StorageEntryJSON(secretStoragePrefix+name, e)
+	if err != nil {
+		return err
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return fmt.Errorf("writing secret %q: %w", name, err)
+	}
+	return nil
+}
+
+func (b *backend) pathSecretRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	e, err := getSecret(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if e == nil {
+		return nil, nil
+	}
+	return &logical.Response{Data: map[string]interface{}{
+		"name":       name,
+		"created_at": e.CreatedAt.UTC().Format(time.RFC3339),
+		"updated_at": e.UpdatedAt.UTC().Format(time.RFC3339),
+	}}, nil
+}
+
+func (b *backend) pathSecretWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	if resp := rejectUnknownFields(d, map[string]bool{"name": true}); resp != nil {
+		return resp, nil
+	}
+	name := d.Get("name").(string)
+	raw, ok := d.Raw["value"]
+	if !ok {
+		return logical.ErrorResponse("missing value: a secret needs a non-empty value"), nil
+	}
+	value, isString := raw.(string)
+	if !isString {
+		return logical.ErrorResponse("invalid value: must be a string"), nil
+	}
+	if value == "" {
+		return logical.ErrorResponse("missing value: a secret needs a non-empty value"), nil
+	}
+	if len(value) > maxSecretBytes {
+		return logical.ErrorResponse("invalid value: %d bytes is more than the limit of %d", len(value), maxSecretBytes), nil
+	}
+
+	// Hold refsLock for reading so a concurrent delete cannot interleave.
+	b.refsLock.RLock()
+	defer b.refsLock.RUnlock()
+	now := b.now().UTC()
+	e, err := getSecret(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if e == nil {
+		e = &secretEntry{CreatedAt: now}
+	}
+	e.Value = value
+	e.UpdatedAt = now
+	if err := putSecret(ctx, req.Storage, name, e); err != nil {
+		return nil, err
+	}
+	b.secretsEpoch.Add(1)
+	return nil, nil
+}
+
+func (b *backend) pathSecretDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	b.refsLock.Lock()
+	defer b.refsLock.Unlock()
+	users, err := bindingsReferencing(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if len(users) > 0 {
+		return logical.ErrorResponse("secret %q is referenced by bindings %s; change or delete them first",
+			name, strings.Join(users, ", ")), nil
+	}
+	if err := req.Storage.Delete(ctx, secretStoragePrefix+name); err != nil {
+		return nil, fmt.Errorf("deleting secret %q: %w", name, err)
+	}
+	b.secretsEpoch.Add(1)
+	return nil, nil
+}
+
+func (b *backend) pathSecretList(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	keys, err := req.Storage.List(ctx, secretStoragePrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing secrets: %w", err)
+	}
+	return logical.ListResponse(keys), nil
+}
+
+// bindingsReferencing lists the handles whose binding references a secret.
+// It reads every binding; deleting a secret is rare.
+func bindingsReferencing(ctx context.Context, s logical.Storage, name string) ([]string, error) {
+	handles, err := s.List(ctx, bindingStoragePrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing bindings: %w", err)
+	}
+	var users []string
+	for _, h := range handles {
+		be, err := getBinding(ctx, s, h)
+		if err != nil {
+			return nil, err
+		}
+		if be == nil {
+			continue
+		}
+		for _, ref := range be.Refs {
+			if ref == name {
+				users = append(users, h)
+				break
+			}
+		}
+	}
+	sort.Strings(users)
+	return users, nil
+}
+
+const pathSecretsHelpSyn = "Write-only secret values that bindings reference by name."
+
+const pathSecretsHelpDesc = `
+A stored secret holds one value (a client secret, a refresh token, a private
+key, a Google key file, an API token). Bindings reference it as
+<field>_secret=<name>, for example client_secret_secret=gcp_client_secret.
+Reads return only the name and timestamps, never the value. A secret that a
+binding references cannot be deleted; the error lists those bindings.
+`
