@@ -20,7 +20,9 @@ type upstreamToken struct {
 	AccessToken  string
 	TokenType    string
 	RefreshToken string
-	// Expiry is zero when the provider did not say.
+	// ExpiresIn is the lifetime the provider gave (expires_in), zero if none.
+	ExpiresIn time.Duration
+	// Expiry is an absolute expiry (from a JWT's exp), zero if none.
 	Expiry time.Time
 }
 
@@ -103,7 +105,7 @@ func fromOAuth2Token(tok *oauth2.Token) *upstreamToken {
 		AccessToken:  tok.AccessToken,
 		TokenType:    tok.TokenType,
 		RefreshToken: tok.RefreshToken,
-		Expiry:       tok.Expiry,
+		ExpiresIn:    time.Duration(tok.ExpiresIn) * time.Second,
 	}
 }
 

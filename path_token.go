@@ -84,11 +84,12 @@ func (b *backend) secretTokenRevoke(ctx context.Context, req *logical.Request, d
 
 func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	handle := d.Get("handle").(string)
-	minTTLRaw, _, err := d.GetOkErr("min_ttl")
-	if err != nil {
+	var minTTL time.Duration
+	if raw, ok, err := d.GetOkErr("min_ttl"); err != nil {
 		return logical.ErrorResponse("invalid min_ttl: %s", err), nil
+	} else if ok {
+		minTTL = time.Duration(raw.(int)) * time.Second
 	}
-	minTTL := time.Duration(minTTLRaw.(int)) * time.Second
 	if minTTL < 0 {
 		return logical.ErrorResponse("invalid min_ttl: must not be negative"), nil
 	}
@@ -125,6 +126,7 @@ func (b *backend) tokenResponse(m *material, cfg *configEntry, minTTL time.Durat
 			lease = ttl
 		}
 	}
+	lease = lease.Truncate(time.Second)
 	if lease < minLease {
 		lease = minLease
 	}

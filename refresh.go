@@ -269,7 +269,12 @@ func (b *backend) material(ctx context.Context, s logical.Storage, handle string
 	st.AccessToken = tok.AccessToken
 	st.TokenType = normalizeTokenType(tok.TokenType)
 	st.ObtainedAt = now
+	// expires_in counts from now on this node's clock; an absolute expiry
+	// (a JWT's exp) is taken as is.
 	st.Expiry = tok.Expiry
+	if tok.ExpiresIn > 0 {
+		st.Expiry = now.Add(tok.ExpiresIn)
+	}
 	if st.Expiry.IsZero() {
 		st.Expiry = jwtExpiry(tok.AccessToken)
 	}
