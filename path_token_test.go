@@ -291,6 +291,17 @@ func TestToken_InvalidGrantNeedsReauth(t *testing.T) {
 	require.Equal(t, true, v.Data["valid"])
 	require.Equal(t, "needs_reauth", v.Data["problems"].([]map[string]interface{})[0]["problem"])
 
+	// A still-fresh cached token is served, with a warning.
+	idp.set(func(f *fakeIdP) { f.valid = testRefreshToken })
+	b.write(t, "bindings/ok_then_revoked", map[string]interface{}{"kind": "oauth2.refresh_token", "client_id": "c", "refresh_token": testRefreshToken, "token_url": idp.URL})
+	b.read(t, "token/ok_then_revoked", nil)
+	idp.set(func(f *fakeIdP) { f.valid = "revoked" })
+	_, err = b.do(t, logical.UpdateOperation, "bindings/ok_then_revoked/refresh", nil)
+	require.NoError(t, err)
+	served := b.read(t, "token/ok_then_revoked", nil)
+	require.NotEmpty(t, served.Data["access_token"])
+	require.Contains(t, served.Warnings[0], "needs re-authorization")
+
 	// Re-authorized: a new refresh token works at once.
 	idp.set(func(f *fakeIdP) { f.valid = "new-rt-SECRET" })
 	b.write(t, "bindings/crm", map[string]interface{}{"refresh_token": "new-rt-SECRET"})

@@ -328,6 +328,9 @@ func (b *backend) loadSnapshot(ctx context.Context, s logical.Storage, hc *handl
 	snap := &snapshot{binding: be, state: st, epoch: epoch}
 	if st != nil && st.AccessToken != "" && st.Generation == be.Generation && kindSpecs[be.Kind].upstream {
 		snap.mat = upstreamMaterial(handle, be, st)
+		if st.Status.Health == healthNeedsReauth {
+			snap.mat.warning = fmt.Sprintf("handle %q needs re-authorization: %s", handle, st.Status.LastError)
+		}
 		if cfg := b.config.Load(); cfg != nil {
 			b.scheduler.schedule(handle, b.backgroundDue(cfg, snap.mat))
 		}
@@ -389,8 +392,16 @@ func (b *backend) recordFailure(ctx context.Context, s logical.Storage, hc *hand
 		b.Logger().Warn("storing binding status failed", "handle", handle, "error", err)
 		return
 	}
-	// Keep serving the cached token (if any) with the new status.
-	hc.snap.Store(&snapshot{binding: snap.binding, state: st, mat: snap.mat, epoch: snap.epoch})
+	// Keep serving the cached token (if any) with the new status; while the
+	// grant is refused, every read that serves it says so.
+	mat := snap.mat
+	if mat != nil && ue.class == classReauth {
+		cp := *mat
+		cp.warning = fmt.Sprintf("handle %q needs re-authorization: %s; serving the cached token until it expires at %s",
+			handle, ue.Error(), mat.expiry.UTC().Format(time.RFC3339))
+		mat = &cp
+	}
+	hc.snap.Store(&snapshot{binding: snap.binding, state: st, mat: mat, epoch: snap.epoch})
 }
 
 // failureAnswer serves the cached token when a transient failure allows it
