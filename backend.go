@@ -125,6 +125,7 @@ func newBackend(d deps) *backend {
 			pathSecrets(b),
 			pathBindings(b),
 			pathToken(b),
+			pathBench(b),
 			pathInvalidNames(b),
 		),
 		Secrets:        []*framework.Secret{secretToken(b)},
