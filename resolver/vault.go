@@ -1,0 +1,401 @@
+package resolver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// Provider resolves a credential handle to credential material. It is the
+// seed's CredentialProvider.
+type Provider interface {
+	Resolve(ctx context.Context, handle string) (*Material, error)
+}
+
+// Refresher is implemented by providers that can replace a token an API
+// rejected: Refresh returns material whose token differs from rejected's
+// when one can be had, bypassing any cache. Transport uses it on a 401.
+type Refresher interface {
+	Refresh(ctx context.Context, handle string, rejected *Material) (*Material, error)
+}
+
+// DefaultMount is where the flowcred plugin is mounted unless WithMount says otherwise.
+const DefaultMount = "flowcred"
+
+// handlePattern is the plugin's framework.GenericNameRegex, anchored.
+var handlePattern = regexp.MustCompile(`^\w(([\w-.]+)?\w)?$`)
+
+// VaultProvider resolves handles by reading <mount>/token/<handle> through
+// Vault's API. It caches each handle's material until its lease (or the
+// token's own expiry, if sooner) nears its end: by default when less than
+// 10% of the lease is left, or WithMargin's margin. Concurrent resolves of
+// one handle make one Vault read; different handles never wait on each
+// other. A VaultProvider is safe for concurrent use.
+type VaultProvider struct {
+	client *api.Client
+	mount  string
+	margin time.Duration
+	now    func() time.Time
+
+	mu      sync.Mutex
+	entries map[string]*entry
+}
+
+// entry is one handle's cache and single-flight lock.
+type entry struct {
+	// lock is a one-slot semaphore held during a Vault read, so that
+	// waiting can be abandoned when the caller's context ends.
+	lock chan struct{}
+	// mat is the cached material, read without the lock.
+	mat atomic.Pointer[Material]
+	// reads counts finished Vault reads; lastErr is the error of the last
+	// one when it can answer other callers too (nil on success, or when the
+	// reader's own context ended). lastErr is guarded by lock.
+	reads   atomic.Uint64
+	lastErr error
+}
+
+// Option configures a VaultProvider.
+type Option func(*VaultProvider) error
+
+// WithClient uses c instead of a client built from the VAULT_* environment.
+// The client's token, namespace and retry settings are used as they are.
+func WithClient(c *api.Client) Option {
+	return func(p *VaultProvider) error {
+		if c == nil {
+			return errors.New("resolver: WithClient: nil client")
+		}
+		p.client = c
+		return nil
+	}
+}
+
+// WithMount sets the plugin's mount path (default "flowcred").
+func WithMount(mount string) Option {
+	return func(p *VaultProvider) error {
+		m := strings.Trim(mount, "/")
+		if m == "" {
+			return errors.New("resolver: WithMount: empty mount path")
+		}
+		p.mount = m
+		return nil
+	}
+}
+
+// WithMargin re-reads a handle when less than d is left of its lease or of
+// its token's life. The default (0) is 10% of the lease. A margin at least
+// as long as the lease disables caching.
+func WithMargin(d time.Duration) Option {
+	return func(p *VaultProvider) error {
+		if d < 0 {
+			return fmt.Errorf("resolver: WithMargin: negative margin %s", d)
+		}
+		p.margin = d
+		return nil
+	}
+}
+
+// WithClock replaces time.Now, for tests.
+func WithClock(now func() time.Time) Option {
+	return func(p *VaultProvider) error {
+		if now == nil {
+			return errors.New("resolver: WithClock: nil clock")
+		}
+		p.now = now
+		return nil
+	}
+}
+
+// NewVault returns a provider that reads flowcred tokens from Vault. Unless
+// WithClient is given, the Vault client is configured like the vault CLI's:
+// VAULT_ADDR, VAULT_TOKEN, VAULT_NAMESPACE, VAULT_CACERT, VAULT_MAX_RETRIES
+// and the other VAULT_* variables (api.DefaultConfig). Behind a Vault Agent
+// API proxy with use_auto_auth_token, VAULT_TOKEN may be empty.
+func NewVault(opts ...Option) (*VaultProvider, error) {
+	p := &VaultProvider{mount: DefaultMount, now: time.Now, entries: map[string]*entry{}}
+	for _, o := range opts {
+		if err := o(p); err != nil {
+			return nil, err
+		}
+	}
+	if p.client == nil {
+		cfg := api.DefaultConfig()
+		if cfg.Error != nil {
+			return nil, fmt.Errorf("resolver: reading VAULT_* environment: %w", cfg.Error)
+		}
+		c, err := api.NewClient(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("resolver: creating Vault client: %w", err)
+		}
+		p.client = c
+	}
+	return p, nil
+}
+
+// Client returns the Vault client the provider uses.
+func (p *VaultProvider) Client() *api.Client { return p.client }
+
+// Mount returns the plugin's mount path.
+func (p *VaultProvider) Mount() string { return p.mount }
+
+// Resolve returns the handle's material, from the cache while it is fresh,
+// else from Vault. The result is the caller's own copy.
+//
+// When Vault cannot be reached (ErrUnavailable) but the cached token has not
+// expired yet, the cached material is returned with a warning in Warnings.
+func (p *VaultProvider) Resolve(ctx context.Context, handle string) (*Material, error) {
+	if err := checkHandle(handle); err != nil {
+		return nil, err
+	}
+	e := p.entry(handle)
+	if m := e.mat.Load(); m != nil && p.fresh(m, p.now()) {
+		return m.Clone(), nil
+	}
+	seen := e.reads.Load()
+	if err := e.acquire(ctx); err != nil {
+		return nil, &Error{Handle: handle, kind: ErrUnavailable, cause: err}
+	}
+	defer e.release()
+
+	cached := e.mat.Load()
+	if cached != nil && p.fresh(cached, p.now()) {
+		return cached.Clone(), nil // another caller read it while we waited
+	}
+	if e.reads.Load() != seen && e.lastErr != nil {
+		// A read that finished while we waited failed: it answers us too,
+		// so that waiters do not queue up behind a failing Vault.
+		return p.fallback(cached, e.lastErr)
+	}
+	m, err := p.read(ctx, handle, 0)
+	p.finish(ctx, e, m, err)
+	if err != nil {
+		return p.fallback(cached, err)
+	}
+	return m.Clone(), nil
+}
+
+// Refresh reads the handle from Vault, bypassing the cache, with min_ttl
+// longer than the rejected token's remaining life so that the plugin
+// obtains a new token. If another caller already replaced the rejected
+// token, that material is returned without a read. A nil rejected means
+// "re-read now". It needs only read access on <mount>/token/<handle>.
+func (p *VaultProvider) Refresh(ctx context.Context, handle string, rejected *Material) (*Material, error) {
+	if err := checkHandle(handle); err != nil {
+		return nil, err
+	}
+	e := p.entry(handle)
+	if err := e.acquire(ctx); err != nil {
+		return nil, &Error{Handle: handle, kind: ErrUnavailable, cause: err}
+	}
+	defer e.release()
+	now := p.now()
+	if m := e.mat.Load(); m != nil && rejected != nil && m.AccessToken != rejected.AccessToken && p.fresh(m, now) {
+		return m.Clone(), nil
+	}
+	var minTTL time.Duration
+	if rejected != nil {
+		if end := rejected.tokenEnd(); !end.IsZero() {
+			// A few seconds over the remaining life make the plugin
+			// refresh although expires_in is truncated to whole seconds
+			// and the local end was estimated from the read's start.
+			minTTL = end.Sub(now).Truncate(time.Second) + 5*time.Second
+			if minTTL < time.Second {
+				minTTL = time.Second
+			}
+		}
+	}
+	m, err := p.read(ctx, handle, minTTL)
+	p.finish(ctx, e, m, err)
+	if err != nil {
+		return nil, err
+	}
+	return m.Clone(), nil
+}
+
+// Invalidate drops the handle's cached material; the next Resolve reads Vault.
+func (p *VaultProvider) Invalidate(handle string) {
+	p.mu.Lock()
+	e := p.entries[handle]
+	p.mu.Unlock()
+	if e != nil {
+		e.mat.Store(nil)
+	}
+}
+
+func (p *VaultProvider) entry(handle string) *entry {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e := p.entries[handle]
+	if e == nil {
+		e = &entry{lock: make(chan struct{}, 1)}
+		p.entries[handle] = e
+	}
+	return e
+}
+
+func (e *entry) acquire(ctx context.Context) error {
+	select {
+	case e.lock <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (e *entry) release() { <-e.lock }
+
+// finish records a read's outcome. Called with the entry's lock held.
+func (p *VaultProvider) finish(ctx context.Context, e *entry, m *Material, err error) {
+	e.lastErr = err
+	if ctx.Err() != nil {
+		// The reader gave up; that says nothing about Vault.
+		e.lastErr = nil
+	}
+	if err == nil {
+		e.mat.Store(m)
+	}
+	e.reads.Add(1)
+}
+
+// fallback serves cached material whose token is still valid when Vault is
+// unavailable; any other error is returned as is.
+func (p *VaultProvider) fallback(cached *Material, err error) (*Material, error) {
+	if cached == nil || !errors.Is(err, ErrUnavailable) || !p.usable(cached, p.now()) {
+		return nil, err
+	}
+	m := cached.Clone()
+	m.Warnings = append(m.Warnings, "serving cached material: "+err.Error())
+	return m, nil
+}
+
+// deadline is the end of the material's lease or token, whichever comes
+// first, and the span it is a margin of. Zero when neither is known.
+func deadline(m *Material) (time.Time, time.Duration) {
+	var end time.Time
+	var span time.Duration
+	if m.LeaseDuration > 0 {
+		end, span = m.FetchedAt.Add(m.LeaseDuration), m.LeaseDuration
+	}
+	if t := m.tokenEnd(); !t.IsZero() && (end.IsZero() || t.Before(end)) {
+		end = t
+		if span == 0 {
+			span = t.Sub(m.FetchedAt)
+		}
+	}
+	return end, span
+}
+
+// fresh reports whether m can be served without asking Vault.
+func (p *VaultProvider) fresh(m *Material, now time.Time) bool {
+	end, span := deadline(m)
+	if end.IsZero() {
+		return false
+	}
+	margin := p.margin
+	if margin == 0 {
+		margin = span / 10
+	}
+	return now.Before(end.Add(-margin))
+}
+
+// usable reports whether m's token is still valid, margin or not.
+func (p *VaultProvider) usable(m *Material, now time.Time) bool {
+	if t := m.tokenEnd(); !t.IsZero() {
+		return now.Before(t)
+	}
+	end, _ := deadline(m)
+	return !end.IsZero() && now.Before(end)
+}
+
+// read fetches the handle's material from Vault.
+func (p *VaultProvider) read(ctx context.Context, handle string, minTTL time.Duration) (*Material, error) {
+	var q url.Values
+	if minTTL > 0 {
+		q = url.Values{"min_ttl": {strconv.FormatInt(int64(minTTL/time.Second), 10)}}
+	}
+	path := p.mount + "/token/" + handle
+	fetchedAt := p.now()
+	resp, err := p.client.Logical().ReadRawWithDataWithContext(ctx, path, q)
+	if resp != nil {
+		defer resp.Body.Close()
+	}
+	if err != nil {
+		return nil, classify(ctx, handle, err)
+	}
+	secret, err := api.ParseSecret(resp.Body)
+	if err != nil {
+		return nil, &Error{Handle: handle, StatusCode: resp.StatusCode, kind: ErrUnavailable,
+			Messages: []string{"Vault's answer is not a secret: " + oneLine(err.Error())}}
+	}
+	return parseMaterial(handle, path, secret, fetchedAt)
+}
+
+// parseMaterial reads the token/<handle> response data (design.md).
+func parseMaterial(handle, path string, s *api.Secret, fetchedAt time.Time) (*Material, error) {
+	if s == nil || s.Data == nil {
+		return nil, &Error{Handle: handle, kind: ErrNotFound,
+			Messages: []string{"Vault returned no data at " + path + "; is the flowcred plugin mounted there?"}}
+	}
+	str := func(k string) string { v, _ := s.Data[k].(string); return v }
+	m := &Material{
+		Handle:        str("handle"),
+		Kind:          str("kind"),
+		AccessToken:   str("access_token"),
+		TokenType:     str("token_type"),
+		LeaseID:       s.LeaseID,
+		LeaseDuration: time.Duration(s.LeaseDuration) * time.Second,
+		FetchedAt:     fetchedAt,
+		Warnings:      append([]string(nil), s.Warnings...),
+	}
+	if m.Handle == "" {
+		m.Handle = handle
+	}
+	if m.AccessToken == "" {
+		return nil, &Error{Handle: handle, kind: ErrMisconfigured,
+			Messages: []string{"Vault's answer at " + path + " has no access_token; is the flowcred plugin mounted there?"}}
+	}
+	if v := str("expires_at"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			return nil, &Error{Handle: handle, kind: ErrMisconfigured, Messages: []string{"expires_at is not RFC 3339"}}
+		}
+		m.ExpiresAt = t
+	}
+	switch v := s.Data["expires_in"].(type) {
+	case json.Number:
+		if n, err := v.Int64(); err == nil && n > 0 {
+			m.expiresIn = time.Duration(n) * time.Second
+		}
+	case float64:
+		if v > 0 {
+			m.expiresIn = time.Duration(v) * time.Second
+		}
+	}
+	if h, ok := s.Data["headers"].(map[string]interface{}); ok {
+		m.Headers = make(map[string]string, len(h))
+		for k, v := range h {
+			if sv, ok := v.(string); ok {
+				m.Headers[k] = sv
+			}
+		}
+	}
+	return m, nil
+}
+
+func checkHandle(handle string) error {
+	if !handlePattern.MatchString(handle) {
+		return &Error{Handle: handle, kind: ErrMisconfigured,
+			Messages: []string{"not a valid handle name (letters, digits, _, - and ., starting and ending with a letter, digit or _)"}}
+	}
+	return nil
+}
