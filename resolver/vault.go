@@ -393,9 +393,9 @@ func parseMaterial(handle, path string, s *api.Secret, fetchedAt time.Time) (*Ma
 }
 
 func checkHandle(handle string) error {
-	if !handlePattern.MatchString(handle) {
+	if !handlePattern.MatchString(handle) || len(handle) > 128 {
 		return &Error{Handle: handle, kind: ErrMisconfigured,
-			Messages: []string{"not a valid handle name (letters, digits, _, - and ., starting and ending with a letter, digit or _)"}}
+			Messages: []string{"not a valid handle name (letters, digits, _, - and ., starting and ending with a letter, digit or _; at most 128 characters)"}}
 	}
 	return nil
 }

@@ -109,6 +109,13 @@ func (s *Server) Count(path string) int {
 	return s.counts[path]
 }
 
+// Backend is the plugin backend being served, for requests a test makes
+// directly (e.g. logical.HelpOperation).
+func (s *Server) Backend() logical.Backend { return s.backend }
+
+// Storage is the backend's storage.
+func (s *Server) Storage() logical.Storage { return s.storage }
+
 // Close stops the server early (to test an unreachable Vault).
 func (s *Server) Close() { s.srv.Close() }
 
