@@ -81,7 +81,11 @@ func cmdToken(args []string, stdout, stderr io.Writer) int {
 	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
 	row("handle", m.Handle)
 	row("kind", m.Kind)
-	row("token_type", m.TokenType)
+	if m.TokenType == "" {
+		row("token_type", "(none: the bare token)")
+	} else {
+		row("token_type", m.TokenType)
+	}
 	if m.ExpiresAt.IsZero() {
 		row("expires_at", "(no expiry)")
 	} else {

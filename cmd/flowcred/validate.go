@@ -74,7 +74,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		if !valid {
 			verdict = "NOT valid"
 		}
-		fmt.Fprintf(stdout, "%s: %d requirements, %d errors, %d warnings\n", verdict, len(reqs), errs, warns)
+		fmt.Fprintf(stdout, "%s: %s, %s, %s\n", verdict, plural(len(reqs), "requirement"), plural(errs, "error"), plural(warns, "warning"))
 	}
 	if !valid {
 		return exitInvalid
@@ -145,4 +145,11 @@ func remedy(p problem) string {
 	default:
 		return "see detail"
 	}
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
