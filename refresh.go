@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+	"golang.org/x/net/http/httpguts"
 )
 
 // tokenState is a handle's token and refresh state, stored seal-wrapped at
@@ -253,6 +254,9 @@ func (b *backend) material(ctx context.Context, s logical.Storage, handle string
 	tctx, cancel := context.WithTimeout(ctx, cfg.HTTPTimeout)
 	tok, err := b.fetchToken(tctx, snap.binding, inputs, refreshToken)
 	cancel()
+	if err == nil {
+		err = checkUpstreamToken(tok)
+	}
 	now = b.now()
 	if err != nil {
 		ue := classifyUpstream(err)
@@ -420,6 +424,29 @@ func (b *backend) failureAnswer(handle string, snap *snapshot, ue *upstreamError
 		return &cp, nil, nil
 	}
 	return nil, nil, logical.CodedError(502, fmt.Sprintf("handle %q: %s, and no cached token is valid", handle, ue.Error()))
+}
+
+// maxTokenBytes bounds an access token taken from a provider.
+const maxTokenBytes = 16 << 10
+
+// checkUpstreamToken refuses a token that cannot be put in a header as is:
+// a provider (or something in front of it) must not be able to inject
+// headers into every connector request through the token or its type.
+func checkUpstreamToken(tok *upstreamToken) error {
+	bad := func(v string) bool {
+		return !httpguts.ValidHeaderFieldValue(v) || strings.ContainsAny(v, "\r\n\t ")
+	}
+	switch {
+	case tok.AccessToken == "":
+		return &upstreamError{class: classTransient, msg: "token endpoint answered without an access_token"}
+	case len(tok.AccessToken) > maxTokenBytes:
+		return &upstreamError{class: classTransient, msg: fmt.Sprintf("token endpoint answered with an access token longer than %d bytes", maxTokenBytes)}
+	case bad(tok.AccessToken):
+		return &upstreamError{class: classTransient, msg: "token endpoint answered with an access token that is not a valid header value"}
+	case tok.TokenType != "" && !isHTTPToken(tok.TokenType):
+		return &upstreamError{class: classTransient, msg: "token endpoint answered with a token_type that is not a valid authentication scheme"}
+	}
+	return nil
 }
 
 // inputsFingerprint identifies the inputs a re-authorization error refers to.
