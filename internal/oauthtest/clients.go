@@ -1,0 +1,68 @@
+// Package oauthtest runs a real, independently written OAuth2 server (panva's
+// oidc-provider, see testdata/oauth-server) on loopback for integration tests
+// and benchmarks, and provides a fault-injecting reverse proxy to put in front
+// of its token endpoint.
+//
+// Typical use in a test:
+//
+//	srv := oauthtest.Start(t) // skips the test if node is not installed
+//	rt, err := srv.MintRefreshToken(oauthtest.ClientRTBasic, "openid offline_access api")
+//	cfg := oauth2.Config{
+//		ClientID:     oauthtest.ClientRTBasic,
+//		ClientSecret: oauthtest.SecretRTBasic,
+//		Endpoint:     oauth2.Endpoint{TokenURL: srv.TokenURL, AuthStyle: oauth2.AuthStyleInHeader},
+//	}
+//	tok, err := cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: rt}).Token()
+//
+// Benchmark programs that are not tests use StartProcess and Close.
+package oauthtest
+
+// Static clients configured in testdata/oauth-server/server.js. The secrets are
+// test-only constants; keep both files in sync.
+const (
+	// ClientRTBasic authenticates with client_secret_basic; grants
+	// authorization_code and refresh_token; refresh tokens are never rotated.
+	ClientRTBasic = "rt-basic"
+	SecretRTBasic = "rt-basic-secret-for-tests-only"
+
+	// ClientRTPost is like ClientRTBasic but authenticates with client_secret_post.
+	ClientRTPost = "rt-post"
+	SecretRTPost = "rt-post-secret-for-tests-only"
+
+	// ClientRTRotate authenticates with client_secret_basic and gets a new
+	// refresh token on every refresh. Reusing a rotated (consumed) refresh
+	// token fails with invalid_grant, revokes the whole grant and increments
+	// Stats.RefreshTokenReuseDetected.
+	ClientRTRotate = "rt-rotate"
+	SecretRTRotate = "rt-rotate-secret-for-tests-only"
+
+	// ClientCC uses the client_credentials grant with client_secret_basic.
+	// A `resource` (or an absolute-URI `audience`) parameter yields a JWT
+	// access token whose aud is that resource.
+	ClientCC = "cc-client"
+	SecretCC = "cc-client-secret-for-tests-only"
+
+	// ClientCCPost is like ClientCC but authenticates with client_secret_post.
+	ClientCCPost = "cc-post"
+	SecretCCPost = "cc-post-secret-for-tests-only"
+
+	// ClientJWTBearer is the pseudo client that JWT-bearer requests without
+	// any client authentication (Google service-account style) are
+	// attributed to in Stats.ByClient.
+	ClientJWTBearer = "jwt-bearer"
+)
+
+// Grant type names as used in Stats.TokenRequests.
+const (
+	GrantRefreshToken      = "refresh_token"
+	GrantClientCredentials = "client_credentials"
+	GrantJWTBearer         = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+)
+
+// Error descriptions the JWT-bearer grant answers with (Google's texts).
+const (
+	ErrDescInvalidSignature = "Invalid JWT Signature."
+	ErrDescTimeframe        = "Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. Check your iat and exp values in the JWT claim."
+	ErrDescAccountNotFound  = "Invalid grant: account not found"
+	ErrDescInvalidScope     = "Invalid OAuth scope or ID token audience provided."
+)
