@@ -137,3 +137,10 @@ func bindOAuth(t testing.TB, fv *fakevault.Server, handle string, te *tokenEndpo
 		"extra_headers": map[string]interface{}{"x-goog-user-project": "sales-project"},
 	})
 }
+
+// newLoopbackServer serves h on 127.0.0.1 until the test ends and returns its URL.
+func newLoopbackServer(t testing.TB, h http.Handler) string {
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
