@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# test.sh — the whole suite: formatting, vet, a real Vault, the plugin, every Go test (unit,
+# integration against the real Vault, the OAuth2 server tests) with -race, and dev.sh --smoke.
+#
+# Usage: scripts/test.sh
+#
+# Needs Go, git, a C compiler (go test -race uses cgo), and Node.js with npm (internal/oauthtest
+# runs a real OAuth2 server, panva oidc-provider, and installs it with npm ci). The first run
+# builds Vault from the Go module proxy (scripts/get-vault.sh, several minutes; cached after).
+#
+# Environment:
+#   FLOWCRED_TEST_TIMEOUT  go test -timeout (default 30m)
+#   FLOWCRED_TEST_RUN      go test -run pattern (default: all tests)
+#   FLOWCRED_TEST_PKGS     packages (default ./...)
+#   FLOWCRED_RACE=0        run without the race detector (when no C compiler is available)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+die() { echo "test.sh: ERROR: $*" >&2; exit 1; }
+
+START=$SECONDS
+TIMES=()
+# step NAME CMD...: run a step, print and remember its wall time.
+step() {
+  local name="$1" t0=$SECONDS rc=0
+  shift
+  echo "=== test.sh: $name" >&2
+  "$@" || rc=$?
+  TIMES+=("$(printf '  %-22s %5ds  %s' "$name" $((SECONDS - t0)) "$([[ $rc == 0 ]] && echo ok || echo "FAILED (exit $rc)")")")
+  echo "=== test.sh: $name: $((SECONDS - t0))s" >&2
+  return "$rc"
+}
+summary() {
+  echo >&2
+  echo "test.sh: step timings" >&2
+  printf '%s\n' "${TIMES[@]}" >&2
+  printf '  %-22s %5ds\n' total $((SECONDS - START)) >&2
+}
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/flowcred-test.XXXXXX")"
+trap 'rm -rf "$TMP"' EXIT
+
+# --- tools ----------------------------------------------------------------------------------
+command -v go >/dev/null || die "go not found in PATH (install Go, see go.mod for the version)"
+command -v git >/dev/null || die "git not found in PATH"
+command -v node >/dev/null || die "node not found: internal/oauthtest needs Node.js (>= 20) and npm (e.g. apt-get install nodejs npm)"
+command -v npm >/dev/null || die "npm not found: internal/oauthtest needs Node.js (>= 20) and npm (e.g. apt-get install nodejs npm)"
+RACE=(-race)
+if [[ "${FLOWCRED_RACE:-1}" == 0 ]]; then
+  RACE=()
+elif [[ "$(go env CGO_ENABLED)" != 1 ]]; then
+  die "go test -race needs cgo and a C compiler (CC=$(go env CC)); install one (e.g. apt-get install gcc) or set FLOWCRED_RACE=0"
+fi
+echo "test.sh: $(go version), node $(node --version), npm $(npm --version), CI=${CI:-}" >&2
+
+gofmt_check() {
+  local out
+  out="$(find . -type f -name '*.go' -not -path './.git/*' -not -path '*/node_modules/*' -not -path '*/testdata/*' -print0 |
+    xargs -0 gofmt -l)" || return 1
+  if [[ -n "$out" ]]; then
+    echo "gofmt -l lists files that are not formatted (run gofmt -w on them):" >&2
+    echo "$out" >&2
+    return 1
+  fi
+}
+
+# The step functions run in an `||` context, where set -e is off: check each command.
+get_vault() {
+  VAULT_BIN="$(bash scripts/get-vault.sh | tail -n1)" || return 1
+  [[ -x "$VAULT_BIN" ]] || { echo "get-vault.sh printed '$VAULT_BIN', which is not an executable" >&2; return 1; }
+  echo "test.sh: vault: $VAULT_BIN ($("$VAULT_BIN" version))" >&2
+}
+
+build_plugin() {
+  FLOWCRED_PLUGIN_VERSION="$(bash scripts/build-plugin.sh --version)" || return 1
+  PLUGIN_BIN="$(FLOWCRED_PLUGIN_VERSION="$FLOWCRED_PLUGIN_VERSION" bash scripts/build-plugin.sh "$TMP/plugin" | tail -n1)" || return 1
+  [[ -x "$PLUGIN_BIN" ]] || { echo "build-plugin.sh printed '$PLUGIN_BIN', which is not an executable" >&2; return 1; }
+  echo "test.sh: plugin: $PLUGIN_BIN ($FLOWCRED_PLUGIN_VERSION)" >&2
+}
+
+go_test() {
+  local args=(-count=1 "${RACE[@]}" -timeout "${FLOWCRED_TEST_TIMEOUT:-30m}")
+  if [[ -n "${FLOWCRED_TEST_RUN:-}" ]]; then args+=(-run "$FLOWCRED_TEST_RUN"); fi
+  # shellcheck disable=SC2086 # FLOWCRED_TEST_PKGS is a list of packages
+  FLOWCRED_INTEGRATION=1 FLOWCRED_VAULT_BIN="$VAULT_BIN" FLOWCRED_PLUGIN_BIN="$PLUGIN_BIN" \
+    FLOWCRED_PLUGIN_VERSION="$FLOWCRED_PLUGIN_VERSION" \
+    go test "${args[@]}" ${FLOWCRED_TEST_PKGS:-./...}
+}
+
+smoke() {
+  FLOWCRED_VAULT_BIN="$VAULT_BIN" FLOWCRED_PLUGIN_BIN="$PLUGIN_BIN" FLOWCRED_PLUGIN_VERSION="$FLOWCRED_PLUGIN_VERSION" \
+    bash scripts/dev.sh --smoke
+}
+
+# The first four steps are prerequisites; stop at the first failure.
+step gofmt gofmt_check || { summary; exit 1; }
+step "go vet" go vet ./... || { summary; exit 1; }
+step get-vault get_vault || { summary; exit 1; }
+step "build plugin" build_plugin || { summary; exit 1; }
+# Run the smoke test even when go test fails, so one run reports both.
+rc=0
+step "go test" go_test || rc=1
+step "dev.sh --smoke" smoke || rc=1
+summary
+if [[ $rc == 0 ]]; then echo "test.sh: PASS" >&2; else echo "test.sh: FAIL" >&2; fi
+exit "$rc"
