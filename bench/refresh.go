@@ -1,0 +1,196 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/flowcred/vault-plugin-flowcred/internal/oauthtest"
+)
+
+// targetOverhead is the bound on what a refreshing read adds to the
+// provider's own token latency.
+const targetOverhead = 1500 * time.Microsecond
+
+// Refresh measures single flight (concurrent readers of an expired handle
+// cause one upstream request) and the overhead of a read that refreshes.
+func (e *Env) Refresh(ctx context.Context) error {
+	// Background refresh could renew the short-lived token between the
+	// set-up and the readers; switch it off for these measurements.
+	if err := e.write(ctx, e.Reader.Client, "flowcred/config", map[string]interface{}{"background_refresh": false}); err != nil {
+		return err
+	}
+	defer func() {
+		_ = e.write(ctx, e.Reader.Client, "flowcred/config", map[string]interface{}{"background_refresh": true})
+	}()
+	if err := e.singleFlight(ctx); err != nil {
+		return err
+	}
+	return e.refreshOverhead(ctx)
+}
+
+func (e *Env) bindRT(ctx context.Context, handle string) (string, error) {
+	rt, err := e.OAuth.MintRefreshToken(oauthtest.ClientRTBasic, "")
+	if err != nil {
+		return "", err
+	}
+	return rt, e.write(ctx, e.Reader.Client, "flowcred/bindings/"+handle, map[string]interface{}{
+		"kind": "oauth2.refresh_token", "client_id": oauthtest.ClientRTBasic,
+		"client_secret": oauthtest.SecretRTBasic, "refresh_token": rt,
+		"token_url": e.OAuth.TokenURL, "auth_style": "header",
+	})
+}
+
+func (e *Env) singleFlight(ctx context.Context) error {
+	const handle = "single_flight"
+	if _, err := e.bindRT(ctx, handle); err != nil {
+		return err
+	}
+	readers := e.Cfg.Readers
+	client := HTTPClient(readers)
+	r := &Reader{Client: client, Addr: e.V.Addr, Token: e.V.Token}
+	// Open the connections first, so the measured round is not a connect storm.
+	if res := Run(ctx, readers, readers, time.Minute, func(ctx context.Context, _ int) error {
+		return r.Get(ctx, "flowcred/token/"+handle)
+	}); res.Errors > 0 {
+		return res.FirstErr
+	}
+	var counts []string
+	worst := 0
+	var lat []time.Duration
+	for round := 0; round < e.Cfg.RefreshRounds; round++ {
+		// A 2 s token, then the provider's default again; wait until it expired.
+		if err := e.OAuth.SetTTL(2*time.Second, 0); err != nil {
+			return err
+		}
+		if err := e.write(ctx, e.Reader.Client, "flowcred/bindings/"+handle+"/refresh", nil); err != nil {
+			return err
+		}
+		if err := e.OAuth.SetTTL(time.Hour, 0); err != nil {
+			return err
+		}
+		time.Sleep(2200 * time.Millisecond)
+		if err := e.OAuth.ResetStats(); err != nil {
+			return err
+		}
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var firstErr error
+		for i := 0; i < readers; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				t0 := time.Now()
+				err := r.Get(ctx, "flowcred/token/"+handle)
+				el := time.Since(t0)
+				mu.Lock()
+				defer mu.Unlock()
+				lat = append(lat, el)
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if firstErr != nil {
+			return fmt.Errorf("a reader of the expired handle failed: %w", firstErr)
+		}
+		st, err := e.OAuth.Stats()
+		if err != nil {
+			return err
+		}
+		n := st.TokenRequests[oauthtest.GrantRefreshToken]
+		counts = append(counts, fmt.Sprint(n))
+		worst = max(worst, n)
+	}
+	e.Table.Add(Row{
+		Area: "refresh", Storage: e.V.Storage,
+		Case:    fmt.Sprintf("%d concurrent readers of an expired handle", readers),
+		Result:  fmt.Sprintf("upstream token requests per round: %s; reader p50 %s, max %s", strings.Join(counts, ","), ms(Median(lat)), ms(maxDur(lat))),
+		Verdict: fmt.Sprintf("target exactly 1 per round: %s", verdict(worst == 1 && !strings.Contains(strings.Join(counts, ","), "0"))),
+	})
+	return nil
+}
+
+// refreshOverhead interleaves three timed calls, many times: a read that
+// must refresh (min_ttl above the token's lifetime), the same refresh-token
+// grant made directly with a Go client, and a cached read.
+func (e *Env) refreshOverhead(ctx context.Context) error {
+	const handle = "refresh_overhead"
+	rt, err := e.bindRT(ctx, handle)
+	if err != nil {
+		return err
+	}
+	direct := &oauth2.Config{
+		ClientID: oauthtest.ClientRTBasic, ClientSecret: oauthtest.SecretRTBasic,
+		Endpoint: oauth2.Endpoint{TokenURL: e.OAuth.TokenURL, AuthStyle: oauth2.AuthStyleInHeader},
+	}
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}, Timeout: 30 * time.Second}
+	dctx := context.WithValue(ctx, oauth2.HTTPClient, hc)
+	grant := func() error {
+		_, err := direct.TokenSource(dctx, &oauth2.Token{RefreshToken: rt, Expiry: time.Unix(1, 0)}).Token()
+		return err
+	}
+	forced := "flowcred/token/" + handle + "?min_ttl=7200"
+	cached := "flowcred/token/" + handle
+	ops := []func() error{
+		func() error { return e.Reader.Get(ctx, forced) },
+		grant,
+		func() error { return e.Reader.Get(ctx, cached) },
+	}
+	// Warm-up: connections on both paths.
+	for i := 0; i < 20; i++ {
+		for _, op := range ops {
+			if err := op(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := e.OAuth.ResetStats(); err != nil {
+		return err
+	}
+	samples := make([][]time.Duration, len(ops))
+	for i := 0; i < e.Cfg.OverheadSamples; i++ {
+		for k := range ops {
+			j := (k + i) % len(ops)
+			t0 := time.Now()
+			if err := ops[j](); err != nil {
+				return err
+			}
+			samples[j] = append(samples[j], time.Since(t0))
+		}
+	}
+	st, err := e.OAuth.Stats()
+	if err != nil {
+		return err
+	}
+	// Every forced read and every direct grant is one refresh grant.
+	wantGrants := 2 * e.Cfg.OverheadSamples
+	mf, md, mc := Median(samples[0]), Median(samples[1]), Median(samples[2])
+	over := mf - md
+	e.Table.Add(Row{
+		Area: "refresh", Storage: e.V.Storage,
+		Case: fmt.Sprintf("read that refreshes (min_ttl), median of %d", e.Cfg.OverheadSamples),
+		Result: fmt.Sprintf("%s; direct grant %s; cached read %s; grants %d/%d",
+			ms(mf), ms(md), ms(mc), st.TokenRequests[oauthtest.GrantRefreshToken], wantGrants),
+		Verdict: fmt.Sprintf("overhead %s (target ≤ %s: %s); beyond a cached read %s",
+			ms(over), ms(targetOverhead), verdict(over <= targetOverhead), ms(over-mc)),
+	})
+	return nil
+}
+
+func maxDur(d []time.Duration) time.Duration {
+	var m time.Duration
+	for _, x := range d {
+		m = max(m, x)
+	}
+	return m
+}
