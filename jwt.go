@@ -503,7 +503,7 @@ func jwtErrorHint(e *bindingEntry, a *assertion, ue *upstreamError) string {
 		if a.clientID != "" {
 			client = "client ID " + truncateForMessage(a.clientID)
 		}
-		return fmt.Sprintf("domain-wide delegation is not granted for these scopes: in the Google Admin console (Security > API controls > Domain-wide delegation) authorize %s for %s", client, truncateForMessage(strings.Join(e.Scopes, ",")))
+		return fmt.Sprintf("domain-wide delegation is not granted for these scopes: in the Google Admin console (Security > Access and data control > API controls > Manage Domain Wide Delegation) authorize %s for %s", client, truncateForMessage(strings.Join(e.Scopes, ",")))
 	case "invalid_scope":
 		if ta := e.Plain["target_audience"]; ta != "" {
 			return fmt.Sprintf("the provider refused target_audience %q: fix target_audience", truncateForMessage(ta))
