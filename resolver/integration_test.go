@@ -151,3 +151,33 @@ func TestIntegration_RealVault(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkIntegration_Resolve compares a cached resolve with a Vault read
+// per resolve against a real dev Vault (api_token binding, no upstream).
+//
+//	FLOWCRED_INTEGRATION=1 ... go test -run '^$' -bench Integration ./resolver
+func BenchmarkIntegration_Resolve(b *testing.B) {
+	vaulttest.Require(b)
+	s := vaulttest.Start(b, vaulttest.Options{})
+	if _, err := s.Client.Logical().Write(s.Mount+"/bindings/crm", map[string]interface{}{"kind": "api_token", "token": staticToken}); err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name   string
+		margin time.Duration
+	}{{"cached", 0}, {"vault-read-each-time", 2 * time.Hour}} {
+		b.Run(c.name, func(b *testing.B) {
+			p, err := resolver.NewVault(resolver.WithClient(s.Client), resolver.WithMount(s.Mount), resolver.WithMargin(c.margin))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := p.Resolve(context.Background(), "crm"); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
