@@ -281,7 +281,7 @@ func TestSecretHygiene(t *testing.T) {
 	h.ok("PUT", "bindings/hyg_google", map[string]interface{}{
 		"kind": "google.oauth2", "client_id": oauthtest.ClientRTPost, "client_secret_secret": "hyg_google_cs",
 		"refresh_token": h.input("rt-post refresh token", mint(t, o, oauthtest.ClientRTPost)),
-		"token_url": p.URL(), "scopes": "openid,api"})
+		"token_url":     p.URL(), "scopes": "openid,api"})
 
 	// oauth2.client_credentials, opaque and JWT (resource) access tokens.
 	h.ok("PUT", "bindings/hyg_cc", map[string]interface{}{
@@ -370,7 +370,7 @@ func TestSecretHygiene(t *testing.T) {
 		h.ok("PUT", "bindings/"+handle, map[string]interface{}{
 			"kind": "oauth2.refresh_token", "client_id": oauthtest.ClientRTPost, "client_secret": oauthtest.SecretRTPost,
 			"refresh_token": h.input(handle+" refresh token", mint(t, o, oauthtest.ClientRTPost)),
-			"token_url": fp.TokenURL(), "auth_style": "params"})
+			"token_url":     fp.TokenURL(), "auth_style": "params"})
 	}
 	h.token("hyg_503", 0)
 	fp.SetMode(oauthtest.Unavailable())
