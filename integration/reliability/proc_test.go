@@ -15,6 +15,12 @@ import (
 // until it has exited. It returns the PID, or 0 when no plugin process was
 // running (Vault starts it on the next request to the mount).
 func killPlugin(v *vaulttest.Server) (int, error) {
+	return killPluginThen(v, nil)
+}
+
+// killPluginThen is killPlugin calling justBefore right before the signal
+// is sent, to sample what is in flight at the moment of the kill.
+func killPluginThen(v *vaulttest.Server, justBefore func()) (int, error) {
 	pids, err := v.PluginPIDs()
 	if err != nil {
 		return 0, err
@@ -26,6 +32,9 @@ func killPlugin(v *vaulttest.Server) (int, error) {
 		return 0, fmt.Errorf("%d plugin processes running (%v), want one", len(pids), pids)
 	}
 	pid := pids[0]
+	if justBefore != nil {
+		justBefore()
+	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		return 0, fmt.Errorf("kill -9 %d: %w", pid, err)
 	}
