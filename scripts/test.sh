@@ -4,6 +4,10 @@
 #
 # Usage: scripts/test.sh
 #
+# Steps: gofmt, go vet, get-vault, build plugin, go test -race ./... (unit + integration on the
+# real Vault + the real OAuth2 server + a three-node cluster), each fuzz target briefly, and
+# dev.sh --smoke.
+#
 # Needs Go, git, a C compiler (go test -race uses cgo), and Node.js with npm (internal/oauthtest
 # runs a real OAuth2 server, panva oidc-provider, and installs it with npm ci). The first run
 # builds Vault from the Go module proxy (scripts/get-vault.sh, several minutes; cached after).
@@ -13,6 +17,7 @@
 #   FLOWCRED_TEST_RUN      go test -run pattern (default: all tests)
 #   FLOWCRED_TEST_PKGS     packages (default ./...)
 #   FLOWCRED_RACE=0        run without the race detector (when no C compiler is available)
+#   FLOWCRED_FUZZTIME      how long each fuzz target runs (default 8s)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -89,6 +94,17 @@ go_test() {
     go test "${args[@]}" ${FLOWCRED_TEST_PKGS:-./...}
 }
 
+# Each fuzz target runs briefly from its committed seed corpus (testdata/fuzz and f.Add seeds).
+FUZZ_TARGETS=(FuzzBindingWrite FuzzTokenResponse FuzzParsePrivateKey FuzzParseGoogleKeyFile)
+fuzz() {
+  local t
+  for t in "${FUZZ_TARGETS[@]}"; do
+    go test -run='^$' -fuzz="^${t}\$" -fuzztime="${FLOWCRED_FUZZTIME:-8s}" . >"$TMP/fuzz-$t.log" 2>&1 ||
+      { cat "$TMP/fuzz-$t.log" >&2; echo "fuzz target $t failed" >&2; return 1; }
+    echo "test.sh: fuzz $t: $(grep -E '^(ok|PASS|FAIL)' "$TMP/fuzz-$t.log" | tr '\n' ' ')" >&2
+  done
+}
+
 smoke() {
   FLOWCRED_VAULT_BIN="$VAULT_BIN" FLOWCRED_PLUGIN_BIN="$PLUGIN_BIN" FLOWCRED_PLUGIN_VERSION="$FLOWCRED_PLUGIN_VERSION" \
     bash scripts/dev.sh --smoke
@@ -102,6 +118,7 @@ step "build plugin" build_plugin || { summary; exit 1; }
 # Run the smoke test even when go test fails, so one run reports both.
 rc=0
 step "go test" go_test || rc=1
+step fuzz fuzz || rc=1
 step "dev.sh --smoke" smoke || rc=1
 summary
 if [[ $rc == 0 ]]; then echo "test.sh: PASS" >&2; else echo "test.sh: FAIL" >&2; fi
