@@ -191,3 +191,50 @@ func testFailoverAfterProviderRotatedLosesGrant(t *testing.T, e *env) {
 	require.Equal(t, "ok", e.status(next, "hr")["health"])
 	require.Equal(t, 1, e.stats().RefreshTokenReuseDetected)
 }
+
+// A graceful step-down (`vault operator step-down`, for maintenance) while a
+// refresh is in flight: Vault lets the request finish before the node gives
+// up leadership, so the rotated refresh token is stored, and the node that
+// takes over serves the token that refresh obtained.
+func testStepDownDrainsRefresh(t *testing.T, e *env) {
+	proxy := oauthtest.NewFaultProxy(e.idp.TokenURL)
+	t.Cleanup(proxy.Close)
+	e.bindRotating(e.standby(), "ops", proxy.TokenURL())
+	old := e.mustToken(e.standby(), "ops", 0)
+
+	proxy.SetMode(oauthtest.Delay(5 * time.Second))
+	via := e.standby()
+	type result struct {
+		td  *tokenData
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		td, err := e.readToken(ctx, via, "ops", longMinTTL)
+		done <- result{td, err}
+	}()
+	eventually(t, 30*time.Second, "the refresh to reach the proxy", func() bool { return proxy.Count() == 2 })
+	active := e.active()
+	require.NoError(t, active.Client.Sys().StepDown())
+	require.Equal(t, 1, e.stats().TokenRequests[oauthtest.GrantRefreshToken], "the step-down was asked for while the refresh was held")
+
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("the read in flight did not return")
+	}
+	require.NoError(t, r.err, "the refresh in flight during a step-down completes")
+	differentToken(t, old, r.td, "the drained refresh")
+	next := e.active()
+	require.NotEqual(t, active, next, "another node took over")
+	proxy.SetMode(oauthtest.PassThrough())
+
+	sameToken(t, r.td, e.mustToken(next, "ops", 0), "read on the new active node")
+	require.Equal(t, 2, e.refreshes())
+	e.mustToken(next, "ops", longMinTTL)
+	require.Equal(t, 3, e.refreshes())
+	e.requireNoReuse()
+}

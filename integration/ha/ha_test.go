@@ -33,6 +33,8 @@ func TestHA(t *testing.T) {
 			{"FailoverKeepsCachedTokenAndRotation", testFailoverKeepsCachedTokenAndRotation},
 			{"FailoverRefreshInFlight", testFailoverRefreshInFlight},
 			{"FailoverAfterProviderRotatedLosesGrant", testFailoverAfterProviderRotatedLosesGrant},
+			{"StepDownDrainsRefresh", testStepDownDrainsRefresh},
+			{"PluginUpgrade", testPluginUpgrade}, // last: the mount stays on the new version
 		} {
 			t.Run(tc.name, func(t *testing.T) { tc.fn(t, onCluster(t, c)) })
 		}

@@ -370,6 +370,16 @@ func (c *Cluster) logTailsText(lines int) string {
 	return b.String()
 }
 
+// AddPluginBinary copies the executable src into the plugin directory as
+// name (what every node's plugin directory would get from a rollout) and
+// returns its sha256, for `vault plugin register -sha256`.
+func (c *Cluster) AddPluginBinary(src, name string) (string, error) {
+	if name != filepath.Base(name) {
+		return "", fmt.Errorf("vaultcluster: plugin file name %q has a directory part", name)
+	}
+	return copyFile(src, filepath.Join(c.PluginDir, name))
+}
+
 func copyFile(src, dst string) (string, error) {
 	in, err := os.Open(src)
 	if err != nil {
