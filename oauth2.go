@@ -3,6 +3,7 @@ package flowcred
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -54,17 +55,47 @@ func authStyle(e *bindingEntry) oauth2.AuthStyle {
 	return oauth2.AuthStyleAutoDetect
 }
 
+// withAuthStyle runs a grant with the binding's auth style. For auto it
+// sends the client credentials in an Authorization header and, only when
+// the provider refuses that client authentication, again in the form body.
+// (x/oauth2's own auto-detection retries after any error: every failure of
+// an outage then costs two requests, and a dead grant's invalid_grant is
+// replaced by the second attempt's invalid_client.)
+func withAuthStyle(e *bindingEntry, grant func(oauth2.AuthStyle) (*oauth2.Token, error)) (*oauth2.Token, error) {
+	style := authStyle(e)
+	if style != oauth2.AuthStyleAutoDetect {
+		return grant(style)
+	}
+	tok, err := grant(oauth2.AuthStyleInHeader)
+	var re *oauth2.RetrieveError
+	if err == nil || !errors.As(err, &re) || !clientAuthRefused(re) {
+		return tok, err
+	}
+	return grant(oauth2.AuthStyleInParams)
+}
+
+// clientAuthRefused reports whether a token error may mean "send the client
+// credentials another way".
+func clientAuthRefused(re *oauth2.RetrieveError) bool {
+	switch re.ErrorCode {
+	case "invalid_client", "invalid_request":
+		return true
+	}
+	return re.Response != nil && re.Response.StatusCode == http.StatusUnauthorized
+}
+
 // refreshGrant runs the refresh-token grant (RFC 6749 section 6).
 func refreshGrant(ctx context.Context, e *bindingEntry, in map[string]string, refreshToken string) (*upstreamToken, error) {
-	conf := &oauth2.Config{
-		ClientID:     in["client_id"],
-		ClientSecret: in["client_secret"],
-		Endpoint:     oauth2.Endpoint{TokenURL: e.tokenURL(), AuthStyle: authStyle(e)},
-		Scopes:       e.Scopes,
-	}
-	// An expired token makes the source refresh at once.
-	src := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken, Expiry: time.Unix(1, 0)})
-	tok, err := src.Token()
+	tok, err := withAuthStyle(e, func(style oauth2.AuthStyle) (*oauth2.Token, error) {
+		conf := &oauth2.Config{
+			ClientID:     in["client_id"],
+			ClientSecret: in["client_secret"],
+			Endpoint:     oauth2.Endpoint{TokenURL: e.tokenURL(), AuthStyle: style},
+			Scopes:       e.Scopes,
+		}
+		// An expired token makes the source refresh at once.
+		return conf.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken, Expiry: time.Unix(1, 0)}).Token()
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -83,15 +114,17 @@ func clientCredentialsGrant(ctx context.Context, e *bindingEntry, in map[string]
 	for k, v := range e.TokenParams {
 		params.Set(k, v)
 	}
-	conf := &clientcredentials.Config{
-		ClientID:       in["client_id"],
-		ClientSecret:   in["client_secret"],
-		TokenURL:       e.tokenURL(),
-		Scopes:         e.Scopes,
-		EndpointParams: params,
-		AuthStyle:      authStyle(e),
-	}
-	tok, err := conf.Token(ctx)
+	tok, err := withAuthStyle(e, func(style oauth2.AuthStyle) (*oauth2.Token, error) {
+		conf := &clientcredentials.Config{
+			ClientID:       in["client_id"],
+			ClientSecret:   in["client_secret"],
+			TokenURL:       e.tokenURL(),
+			Scopes:         e.Scopes,
+			EndpointParams: params,
+			AuthStyle:      style,
+		}
+		return conf.Token(ctx)
+	})
 	if err != nil {
 		return nil, err
 	}
