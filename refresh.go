@@ -214,6 +214,11 @@ func (b *backend) material(ctx context.Context, s logical.Storage, handle string
 	if !force && b.servable(snap, cfg, minTTL, now) {
 		return snap.mat, nil, nil
 	}
+	// A refresh that completed while this request waited answers it too,
+	// even when the provider issues less life than min_ttl asks for.
+	if m := snap.mat; !force && m != nil && !m.static && m.obtainedAt.After(waitStart) && m.expiry.After(now) {
+		return m, nil, nil
+	}
 	spec := kindSpecs[snap.binding.Kind]
 	inputs, missingResp, err := b.resolveInputs(ctx, s, handle, snap.binding)
 	if err != nil || missingResp != nil {
