@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -73,6 +74,10 @@ type backend struct {
 	// epoch is reloaded.
 	secretsEpoch atomic.Uint64
 
+	// bindingLocks serialise writes and deletes of a binding, striped by
+	// handle, so that a write needs no per-handle entry in handles.
+	bindingLocks []*locksutil.LockEntry
+
 	// refsLock orders secret deletes against binding writes: a binding write
 	// holds it for reading, a secret delete for writing, so a secret cannot
 	// be deleted while a binding that references it is being written.
@@ -104,6 +109,7 @@ func newBackend(d deps) *backend {
 	}
 	b.httpClient = &http.Client{Transport: &userAgentTransport{b: b, next: tr}}
 	b.handles.init()
+	b.bindingLocks = locksutil.CreateLocks()
 	b.scheduler = newRefreshScheduler()
 	b.userAgent.Store("flowcred/" + Version)
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -249,6 +250,11 @@ func bindingResponseData(handle string, e *bindingEntry, st *tokenState, missing
 
 func (b *backend) pathBindingDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	handle := d.Get("handle").(string)
+	lock := locksutil.LockForKey(b.bindingLocks, handle)
+	lock.Lock()
+	defer lock.Unlock()
+	// Unlike a write, a delete waits for a refresh in flight before it
+	// deletes the token state, which the refresh could otherwise write back.
 	hc := b.handles.get(handle)
 	if err := hc.acquire(ctx); err != nil {
 		return nil, err
@@ -267,11 +273,9 @@ func (b *backend) pathBindingDelete(ctx context.Context, req *logical.Request, d
 
 func (b *backend) pathBindingWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	handle := d.Get("handle").(string)
-	hc := b.handles.get(handle)
-	if err := hc.acquire(ctx); err != nil {
-		return nil, err
-	}
-	defer hc.release()
+	lock := locksutil.LockForKey(b.bindingLocks, handle)
+	lock.Lock()
+	defer lock.Unlock()
 	b.refsLock.RLock()
 	defer b.refsLock.RUnlock()
 
@@ -294,8 +298,7 @@ func (b *backend) pathBindingWrite(ctx context.Context, req *logical.Request, d 
 	}
 	// The next read reloads the binding; a token obtained under the old
 	// generation is not served, but a rotated refresh token is kept.
-	hc.reset()
-	hc.lastFailure = nil
+	b.forgetBinding(ctx, handle)
 
 	missing, err := missingSecrets(ctx, req.Storage, e)
 	if err != nil {
@@ -309,6 +312,25 @@ func (b *backend) pathBindingWrite(ctx context.Context, req *logical.Request, d 
 		resp.AddWarning(m + " does not exist yet; write it before reading token/" + handle)
 	}
 	return resp, nil
+}
+
+// forgetBinding drops what readers cached of a handle's binding after it was
+// written. Only a handle that was read has an entry: writing bindings leaves
+// no per-handle state behind. Called after the storage write, so a reader
+// that creates its entry later loads the new binding, and one that loaded
+// the old binding finishes (its refresh holds the handle's lock) before the
+// reset.
+func (b *backend) forgetBinding(ctx context.Context, handle string) {
+	hc := b.handles.peek(handle)
+	if hc == nil {
+		return
+	}
+	// Wait even if the request is cancelled: the write is done, and a
+	// snapshot of the old binding must not outlive it.
+	_ = hc.acquire(context.WithoutCancel(ctx))
+	defer hc.release()
+	hc.reset()
+	hc.lastFailure = nil
 }
 
 // applyBindingInput merges a write request into a copy of the stored binding
