@@ -52,7 +52,7 @@ type Config struct {
 func Full() Config {
 	return Config{
 		Storages:    []string{StorageDev, StorageRaft},
-		Concurrency: []int{1, 8, 32}, CellDuration: 9 * time.Second, CellMax: 500000, Rounds: 3,
+		Concurrency: []int{1, 8, 32}, CellDuration: 10 * time.Second, CellMax: 500000, Rounds: 10,
 		APIHandles: 100, OAuthHandles: 100,
 		ChurnDuration: 100 * time.Second, ChurnTTL: 30 * time.Second,
 		ExpiryLeases: 3000, ExpiryTTL: 45 * time.Second,
