@@ -175,5 +175,8 @@ func (g GoBench) Row() Row {
 	if v, ok := g.Metrics["refreshes/op"]; ok {
 		res += fmt.Sprintf(", %.1f refreshes/op", v)
 	}
+	if v, ok := g.Metrics["cpu-ns/op"]; ok {
+		res += fmt.Sprintf(", CPU %s/op", us(time.Duration(v)))
+	}
 	return Row{Area: "go", Storage: "-", Case: g.Name, Result: res}
 }
