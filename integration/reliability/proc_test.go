@@ -61,3 +61,19 @@ func waitExited(pid int, limit time.Duration) error {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// waitNewPlugin waits until a plugin process other than old runs, and
+// returns its PID (0 if none started within limit).
+func waitNewPlugin(v *vaulttest.Server, old int, limit time.Duration) int {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		pids, _ := v.PluginPIDs()
+		for _, p := range pids {
+			if p != old {
+				return p
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return 0
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -35,6 +36,10 @@ type gateProxy struct {
 	// 503 while closed) count requests.
 	forwarded, succeeded, rejected atomic.Int64
 
+	// epoch increases with every Reopen; a connection accepted under an
+	// older epoch is refused (see Reopen).
+	epoch atomic.Int64
+
 	mu       sync.Mutex
 	closed   bool
 	hold     chan struct{} // when set, a 200 answer waits for it to close
@@ -51,7 +56,11 @@ func newGateProxy(t *testing.T, tokenURL string) *gateProxy {
 			Transport: &http.Transport{MaxIdleConnsPerHost: 32, IdleConnTimeout: 30 * time.Second},
 		},
 	}
-	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
+	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(p.serve))
+	p.srv.Config.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
+		return context.WithValue(ctx, connEpochKey{}, p.epoch.Load())
+	}
+	p.srv.Start()
 	t.Cleanup(func() {
 		p.Release()
 		p.srv.CloseClientConnections()
@@ -73,7 +82,7 @@ func (p *gateProxy) Observe(fn func(form url.Values, status int, body []byte)) {
 }
 
 // Close makes the proxy answer 503 to new requests, and waits until no
-// forwarded request is in flight.
+// forwarded request is in flight. Reopen ends it.
 func (p *gateProxy) Close() {
 	p.mu.Lock()
 	p.closed = true
@@ -83,9 +92,19 @@ func (p *gateProxy) Close() {
 	}
 }
 
-// Open forwards requests again.
-func (p *gateProxy) Open() {
+// connEpochKey keys a connection's epoch in its requests' context.
+type connEpochKey struct{}
+
+// Reopen forwards requests again, except on connections accepted before
+// the call: those are answered 503 and closed, and the client connects
+// again. After the plugin was killed, a request it wrote to the socket just
+// before it died can reach the handler only after the gate opened (the
+// proxy reads it a little later); it comes on a connection of the dead
+// process, and must not reach the provider, whose answer nobody would
+// store.
+func (p *gateProxy) Reopen() {
 	p.mu.Lock()
+	p.epoch.Add(1)
 	p.closed = false
 	p.mu.Unlock()
 }
@@ -114,10 +133,14 @@ func (p *gateProxy) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	_ = r.Body.Close()
 	p.mu.Lock()
-	if p.closed {
+	stale := r.Context().Value(connEpochKey{}).(int64) < p.epoch.Load()
+	if p.closed || stale {
 		p.mu.Unlock()
 		p.rejected.Add(1)
 		w.Header().Set("Content-Type", "application/json")
+		if stale {
+			w.Header().Set("Connection", "close")
+		}
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte(`{"error":"temporarily_unavailable","error_description":"gate closed by the test"}`))
 		return

@@ -2,8 +2,12 @@ package reliability
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -128,13 +132,88 @@ type soakRig struct {
 	mu          sync.Mutex
 	errKinds    map[string]int
 	reauth      []string // needs_reauth answers seen (a lost refresh token)
+
+	// timeline keeps the last events (refreshes seen at the proxy, kills,
+	// restarts) to explain a lost refresh token.
+	timeline []string
+	// rts follows each refresh token by fingerprint: when it was issued,
+	// when it was used.
+	rts map[string]*rtInfo
+}
+
+type rtInfo struct {
+	issued time.Time
+	uses   []string
+}
+
+const timelineLen = 300
+
+// event adds a line to the timeline.
+func (r *soakRig) event(format string, args ...interface{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.eventLocked(format, args...)
+}
+
+func (r *soakRig) eventLocked(format string, args ...interface{}) {
+	r.timeline = append(r.timeline, time.Now().UTC().Format("15:04:05.000")+" "+fmt.Sprintf(format, args...))
+	if len(r.timeline) > timelineLen {
+		r.timeline = r.timeline[len(r.timeline)-timelineLen:]
+	}
+}
+
+// observe follows the refresh-token chain at the proxy.
+func (r *soakRig) observe(form url.Values, status int, body []byte) {
+	used := fp(form.Get("refresh_token"))
+	_, next, _ := tokenFields(body)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	info := r.rts[used]
+	if info == nil {
+		info = &rtInfo{}
+		r.rts[used] = info
+	}
+	outcome := strconv.Itoa(status)
+	if next != "" {
+		outcome += " -> rt " + fp(next)
+		r.rts[fp(next)] = &rtInfo{issued: time.Now()}
+	}
+	if status != 200 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.Unmarshal(body, &e)
+		outcome += " " + e.Error
+		if len(info.uses) > 0 {
+			outcome += fmt.Sprintf(" (rt %s issued %s, used before: %s)", used, info.issued.UTC().Format("15:04:05.000"), strings.Join(info.uses, ", "))
+		}
+	}
+	info.uses = append(info.uses, time.Now().UTC().Format("15:04:05.000")+" "+strconv.Itoa(status))
+	r.eventLocked("refresh with rt %s: %s", used, outcome)
+}
+
+func (r *soakRig) timelineText() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.timeline, "\n")
+}
+
+// fp is a short fingerprint of a token for the timeline.
+func fp(tok string) string {
+	if tok == "" {
+		return "-"
+	}
+	sum := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(sum[:4])
 }
 
 func newSoakRig(t *testing.T, handles ...string) *soakRig {
 	t.Helper()
-	v := vaultServer(t, vaulttest.Options{Storage: "file"})
+	v := vaultServer(t, vaulttest.Options{Storage: "file", LogLevel: "debug"})
 	o := ownOAuthServer(t)
-	r := &soakRig{t: t, v: v, o: o, p: newGateProxy(t, o.TokenURL), handles: handles, ops: newOpTracker(), errKinds: map[string]int{}}
+	r := &soakRig{t: t, v: v, o: o, p: newGateProxy(t, o.TokenURL), handles: handles, ops: newOpTracker(),
+		errKinds: map[string]int{}, rts: map[string]*rtInfo{}}
+	r.p.Observe(r.observe)
 	// Background refresh would refresh outside any client request, where
 	// the chaos loop cannot see it; the soak drives every refresh.
 	if _, err := v.Client.Logical().Write(v.Mount+"/config", map[string]interface{}{
@@ -153,6 +232,10 @@ func newSoakRig(t *testing.T, handles ...string) *soakRig {
 func (r *soakRig) bind(handle string) {
 	r.t.Helper()
 	rt := mint(r.t, r.o, oauthtest.ClientRTRotate)
+	r.mu.Lock()
+	r.rts[fp(rt)] = &rtInfo{issued: time.Now()}
+	r.eventLocked("bind %s to a new grant, rt %s", handle, fp(rt))
+	r.mu.Unlock()
 	if _, err := r.v.Client.Logical().Write(r.v.Mount+"/bindings/"+handle, map[string]interface{}{
 		"kind":          "oauth2.refresh_token",
 		"client_id":     oauthtest.ClientRTRotate,
@@ -213,6 +296,7 @@ func (r *soakRig) noteError(handle string, err error) {
 	r.errKinds[kind]++
 	if strings.Contains(msg, "re-authorization") || strings.Contains(msg, "invalid_grant") {
 		r.reauth = append(r.reauth, handle+": "+msg)
+		r.eventLocked("client: %s needs re-authorization", handle)
 	}
 }
 
@@ -280,9 +364,11 @@ func (r *soakRig) waitProgress(before int64, limit time.Duration) error {
 // in flight: the gate proxy is closed (new token requests are answered 503
 // and never reach the provider), forwarded requests are drained, and every
 // client request that may have received a provider's answer is waited for
-// (the plugin stores a rotated token before it answers). Killing inside
-// that window loses the rotated token by construction; TestSoakRandomKills
-// measures how often random kills do.
+// (the plugin stores a rotated token before it answers). After the kill,
+// requests on the dead process's connections are refused too: one it wrote
+// just before dying can reach the proxy's handler after the gate reopened.
+// Killing inside that window loses the rotated token by construction;
+// TestSoakRandomKills measures how often random kills do.
 //
 // At the end every binding still refreshes and the provider never saw a
 // refresh token reused.
@@ -316,37 +402,51 @@ func TestSoakRotationDurability(t *testing.T) {
 
 		t0 := time.Now()
 		r.p.Close()
+		r.event("gate closed, forwarded requests drained")
 		dctx, dcancel := context.WithTimeout(context.Background(), time.Minute)
 		err := r.ops.waitOutstanding(dctx)
 		dcancel()
 		if err != nil {
 			t.Fatal(err)
 		}
+		r.event("client requests begun before the gate closed have ended")
 		// Every fifth event, and the second, restarts Vault; the others
 		// kill the plugin.
 		if event%5 == 1 {
+			r.event("restarting vault")
 			v.Restart(t)
+			r.event("vault restarted")
 			restarts++
 		} else {
 			pid, err := killPlugin(v)
 			if err != nil {
 				t.Fatal(err)
 			}
+			r.event("plugin pid %d killed", pid)
 			if pid == 0 {
 				skipped++
 			} else {
 				kills++
+				// Vault starts a new plugin process on the next request.
+				// Anything the dead one sent the proxy has been accepted
+				// by then (connections are refused from here on anyway).
+				if newPID := waitNewPlugin(v, pid, 10*time.Second); newPID != 0 {
+					r.event("plugin pid %d started", newPID)
+				}
+				time.Sleep(100 * time.Millisecond)
 			}
 		}
 		before := r.p.succeeded.Load()
-		r.p.Open()
+		// Connections of the dead plugin process are refused from now on.
+		r.p.Reopen()
+		r.event("gate open for new connections")
 		if err := r.waitProgress(before, 60*time.Second); err != nil {
-			t.Fatalf("after %d kills and %d restarts: %v", kills, restarts, err)
+			t.Fatalf("after %d kills and %d restarts: %v\ntimeline:\n%s", kills, restarts, err, r.timelineText())
 		}
 		chaosTime += time.Since(t0)
 		if reauth := r.reauthSeen(); len(reauth) > 0 {
-			t.Fatalf("a refresh token was lost (the provider refused the stored one) after %d kills and %d restarts:\n%s",
-				kills, restarts, strings.Join(reauth, "\n"))
+			t.Fatalf("a refresh token was lost (the provider refused the stored one) after %d kills and %d restarts:\n%s\ntimeline:\n%s",
+				kills, restarts, strings.Join(reauth, "\n"), r.timelineText())
 		}
 	}
 	stopWorkers()
@@ -437,8 +537,8 @@ func TestSoakRandomKills(t *testing.T) {
 
 	type outcome struct{ kills, lost int }
 	classes := map[string]*outcome{}
-	classOrder := []string{"token request in flight at the provider",
-		"no token request in flight (the plugin may hold an answer it has not stored yet)"}
+	classOrder := []string{"token request in flight at the proxy or provider",
+		"no token request in flight at the proxy (one may be on its way, or an answer not stored yet)"}
 	for _, c := range classOrder {
 		classes[c] = &outcome{}
 	}
