@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -175,7 +174,7 @@ EOT
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, vaulttest.VaultBin(), "agent", "-config="+cfgPath, "-log-level=debug")
 	cmd.Dir = dir
-	cmd.Env = append(agentEnv(), "HOME="+dir)
+	cmd.Env = append(vaulttest.CleanEnv(), "HOME="+dir) // no VAULT_* variables overriding the agent's configuration
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
@@ -198,19 +197,6 @@ EOT
 		}
 	})
 	return ch
-}
-
-// agentEnv is the test's environment without VAULT_* variables, which
-// would override the agent's configuration.
-func agentEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "VAULT_") || strings.HasPrefix(kv, "HOME=") {
-			continue
-		}
-		out = append(out, kv)
-	}
-	return out
 }
 
 // waitRender polls out until it holds a rendered token other than notToken,

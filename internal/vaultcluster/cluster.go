@@ -16,10 +16,7 @@ package vaultcluster
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -32,10 +29,6 @@ import (
 
 	"github.com/flowcred/vault-plugin-flowcred/internal/vaulttest"
 )
-
-// pluginFile is the plugin's file name in the plugin directory, i.e. the
-// catalog's command.
-const pluginFile = "vault-plugin-flowcred"
 
 // EnvKeep, when "1", keeps the cluster's temp dir (logs, raft data) after
 // Close and prints where it is.
@@ -178,13 +171,13 @@ func (c *Cluster) boot() error {
 	if err := os.MkdirAll(c.PluginDir, 0o700); err != nil {
 		return err
 	}
-	sum, err := copyFile(vaulttest.PluginBin(), filepath.Join(c.PluginDir, pluginFile))
+	sum, err := vaulttest.CopyFile(vaulttest.PluginBin(), filepath.Join(c.PluginDir, vaulttest.PluginFile))
 	if err != nil {
 		return fmt.Errorf("copying the plugin: %w", err)
 	}
 	c.PluginSHA256 = sum
 	for i := 1; i <= c.opts.Nodes; i++ {
-		port, release, err := reservePortPair()
+		port, release, err := vaulttest.ReservePortPair()
 		if err != nil {
 			return err
 		}
@@ -273,42 +266,15 @@ func (c *Cluster) boot() error {
 // installPlugin registers the plugin with its sha256 and version and enables
 // it at Mount, as an operator does, through the active node.
 func (c *Cluster) installPlugin(ctx context.Context, client *api.Client) error {
-	version := os.Getenv(vaulttest.EnvPluginVersion)
-	if version == "" {
-		// Registering without a version makes Vault ask the plugin for the
-		// version it reports; read it back and register with it.
-		if err := client.Sys().RegisterPluginWithContext(ctx, &api.RegisterPluginInput{
-			Name: c.PluginName, Type: api.PluginTypeSecrets, Command: pluginFile, SHA256: c.PluginSHA256,
-		}); err != nil {
-			return fmt.Errorf("registering the plugin to read its version: %w", err)
-		}
-		list, err := client.Sys().ListPluginsWithContext(ctx, &api.ListPluginsInput{Type: api.PluginTypeSecrets})
-		if err != nil {
-			return fmt.Errorf("listing the plugin catalog: %w", err)
-		}
-		for _, p := range list.Details {
-			if p.Name == c.PluginName && !p.Builtin {
-				version = p.Version
-			}
-		}
-	}
-	if version != "" && !strings.HasPrefix(version, "v") {
-		version = "v" + version
-	}
-	c.PluginVersion = version
-	if err := client.Sys().RegisterPluginWithContext(ctx, &api.RegisterPluginInput{
-		Name: c.PluginName, Type: api.PluginTypeSecrets, Command: pluginFile, SHA256: c.PluginSHA256, Version: version,
-	}); err != nil {
-		return fmt.Errorf("vault plugin register -sha256=%s -version=%s secret %s: %w", c.PluginSHA256, version, c.PluginName, err)
-	}
-	if err := client.Sys().MountWithContext(ctx, c.Mount, &api.MountInput{
-		Type:        c.PluginName,
+	var err error
+	c.PluginVersion, err = vaulttest.InstallPlugin(ctx, client, vaulttest.PluginInstall{
+		Name:        c.PluginName,
+		Command:     vaulttest.PluginFile,
+		SHA256:      c.PluginSHA256,
+		Mount:       c.Mount,
 		Description: "flowcred (vaultcluster)",
-		Config:      api.MountConfigInput{PluginVersion: version},
-	}); err != nil {
-		return fmt.Errorf("vault secrets enable -path=%s -plugin-version=%s %s: %w", c.Mount, version, c.PluginName, err)
-	}
-	return nil
+	})
+	return err
 }
 
 // Close stops every node (SIGKILL: the data is thrown away), releases the
@@ -357,7 +323,7 @@ func (c *Cluster) LogOnFailure(tb testing.TB) {
 			if err != nil || int64(len(b)) < start[n] {
 				continue
 			}
-			tb.Logf("--- %s log during this test (%s):\n%s", n.Name, n.LogPath, lastLines(string(b[start[n]:]), 150))
+			tb.Logf("--- %s log during this test (%s):\n%s", n.Name, n.LogPath, vaulttest.LastLines(string(b[start[n]:]), 150))
 		}
 	})
 }
@@ -377,26 +343,5 @@ func (c *Cluster) AddPluginBinary(src, name string) (string, error) {
 	if name != filepath.Base(name) {
 		return "", fmt.Errorf("vaultcluster: plugin file name %q has a directory part", name)
 	}
-	return copyFile(src, filepath.Join(c.PluginDir, name))
-}
-
-func copyFile(src, dst string) (string, error) {
-	in, err := os.Open(src)
-	if err != nil {
-		return "", err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-	if err != nil {
-		return "", err
-	}
-	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(out, h), in); err != nil {
-		out.Close()
-		return "", err
-	}
-	if err := out.Close(); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return vaulttest.CopyFile(src, filepath.Join(c.PluginDir, name))
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/flowcred/vault-plugin-flowcred/internal/vaulttest"
 )
 
 // Active returns the node that is active now (sys/health 200), nil if none
@@ -223,5 +225,5 @@ func (c *Cluster) waitHealthy(ctx context.Context) error {
 // vault server whose executable is in PluginDir). Vault starts a plugin when
 // a node becomes active and sets up its mounts; a standby runs none.
 func (c *Cluster) PluginPIDs(n *Node) ([]int, error) {
-	return pluginPIDs(n.PID(), c.PluginDir)
+	return vaulttest.PluginPIDs(n.PID(), c.PluginDir)
 }

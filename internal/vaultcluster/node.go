@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -72,11 +71,7 @@ func (n *Node) PID() int {
 
 // LogTail returns the last lines of the node's log.
 func (n *Node) LogTail(lines int) string {
-	b, err := os.ReadFile(n.LogPath)
-	if err != nil {
-		return "(no log: " + err.Error() + ")"
-	}
-	return lastLines(string(b), lines)
+	return vaulttest.LogTail(n.LogPath, lines)
 }
 
 func (n *Node) writeConfig(pluginDir string, o Options) error {
@@ -115,25 +110,11 @@ func (n *Node) start(logLevel string) error {
 		return fmt.Errorf("vaultcluster: %s is already running", n.Name)
 	}
 	args := []string{"server", "-config=" + filepath.Join(n.dir, "vault.hcl"), "-log-level=" + logLevel}
-	logf, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	banner := fmt.Sprintf("vaultcluster: %s %s", time.Now().UTC().Format(time.RFC3339Nano), strings.Join(args, " "))
+	cmd, exited, err := vaulttest.StartLogged(n.LogPath, n.dir, filepath.Join(n.dir, "home"), banner, args)
 	if err != nil {
 		return err
 	}
-	defer logf.Close() // the child has its own descriptor
-	fmt.Fprintf(logf, "=== vaultcluster: %s %s\n", time.Now().UTC().Format(time.RFC3339Nano), strings.Join(args, " "))
-	cmd := exec.Command(vaulttest.VaultBin(), args...)
-	cmd.Dir = n.dir
-	cmd.Env = append(cleanEnv(), "HOME="+filepath.Join(n.dir, "home"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", vaulttest.VaultBin(), err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
 	n.cmd, n.exited = cmd, exited
 	return nil
 }
@@ -148,38 +129,16 @@ func (n *Node) kill() {
 	if cmd == nil {
 		return
 	}
-	killGroup(cmd.Process.Pid)
+	vaulttest.KillGroup(cmd.Process.Pid)
 	_ = cmd.Process.Kill()
 	<-exited
 }
 
-// cleanEnv is the test's environment without VAULT_* variables, which
-// would change how the server behaves.
-func cleanEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "VAULT_") || strings.HasPrefix(kv, "HOME=") {
-			continue
-		}
-		out = append(out, kv)
-	}
-	return out
-}
-
 func (n *Node) newClient(token string) error {
-	cfg := api.DefaultConfig()
-	if cfg.Error != nil {
-		return cfg.Error
-	}
-	cfg.Address = n.Addr
-	cfg.MaxRetries = 0
-	cfg.Timeout = 60 * time.Second
-	c, err := api.NewClient(cfg)
+	c, err := vaulttest.NewClient(n.Addr, token)
 	if err != nil {
 		return err
 	}
-	c.ClearNamespace()
-	c.SetToken(token)
 	n.Client = c
 	return nil
 }
@@ -254,12 +213,4 @@ func (n *Node) unseal(ctx context.Context, key string) error {
 		}
 	}
 	return n.waitHealth(ctx, func(code int) bool { return code == healthActive || code == healthStandby })
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = append([]string{"... (" + strconv.Itoa(len(lines)-n) + " earlier lines)"}, lines[len(lines)-n:]...)
-	}
-	return strings.Join(lines, "\n")
 }

@@ -3,11 +3,7 @@ package vaulttest
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -19,83 +15,20 @@ import (
 // installPlugin copies the plugin into the plugin directory, registers it
 // with its sha256 and version, and enables it at Mount, as an operator does.
 func (s *Server) installPlugin() error {
-	dst := filepath.Join(s.PluginDir, pluginFile)
-	sum, err := copyFile(PluginBin(), dst)
+	dst := filepath.Join(s.PluginDir, PluginFile)
+	sum, err := CopyFile(PluginBin(), dst)
 	if err != nil {
 		return fmt.Errorf("copying the plugin: %w", err)
 	}
 	s.PluginSHA256 = sum
-	version := os.Getenv(EnvPluginVersion)
-	if version == "" {
-		if version, err = s.probeVersion(); err != nil {
-			return err
-		}
-	}
-	if version != "" && !strings.HasPrefix(version, "v") {
-		version = "v" + version
-	}
-	s.PluginVersion = version
-	if err := s.Client.Sys().RegisterPlugin(&api.RegisterPluginInput{
-		Name:    s.PluginName,
-		Type:    api.PluginTypeSecrets,
-		Command: pluginFile,
-		SHA256:  s.PluginSHA256,
-		Version: version,
-	}); err != nil {
-		return fmt.Errorf("vault plugin register -sha256=%s -version=%s secret %s: %w", s.PluginSHA256, version, s.PluginName, err)
-	}
-	if err := s.Client.Sys().Mount(s.Mount, &api.MountInput{
-		Type:        s.PluginName,
+	s.PluginVersion, err = InstallPlugin(context.Background(), s.Client, PluginInstall{
+		Name:        s.PluginName,
+		Command:     PluginFile,
+		SHA256:      s.PluginSHA256,
+		Mount:       s.Mount,
 		Description: "flowcred (vaulttest)",
-		Config:      api.MountConfigInput{PluginVersion: version},
-	}); err != nil {
-		return fmt.Errorf("vault secrets enable -path=%s -plugin-version=%s %s: %w", s.Mount, version, s.PluginName, err)
-	}
-	return nil
-}
-
-// probeVersion registers the plugin without a version, which makes Vault
-// ask the plugin for the version it reports and store it, and reads it back.
-func (s *Server) probeVersion() (string, error) {
-	if err := s.Client.Sys().RegisterPlugin(&api.RegisterPluginInput{
-		Name:    s.PluginName,
-		Type:    api.PluginTypeSecrets,
-		Command: pluginFile,
-		SHA256:  s.PluginSHA256,
-	}); err != nil {
-		return "", fmt.Errorf("registering the plugin to read its version: %w", err)
-	}
-	list, err := s.Client.Sys().ListPlugins(&api.ListPluginsInput{Type: api.PluginTypeSecrets})
-	if err != nil {
-		return "", fmt.Errorf("listing the plugin catalog: %w", err)
-	}
-	for _, p := range list.Details {
-		if p.Name == s.PluginName && !p.Builtin {
-			return p.Version, nil
-		}
-	}
-	return "", fmt.Errorf("plugin %q not in the catalog after registering it", s.PluginName)
-}
-
-func copyFile(src, dst string) (string, error) {
-	in, err := os.Open(src)
-	if err != nil {
-		return "", err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-	if err != nil {
-		return "", err
-	}
-	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(out, h), in); err != nil {
-		out.Close()
-		return "", err
-	}
-	if err := out.Close(); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	})
+	return err
 }
 
 // Env is the environment for running the vault CLI against this server.
@@ -109,7 +42,7 @@ func (s *Server) CLI(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, VaultBin(), args...)
-	cmd.Env = append(append(cleanEnv(), "HOME="+s.home), s.Env()...)
+	cmd.Env = append(append(CleanEnv(), "HOME="+s.home), s.Env()...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -146,5 +79,5 @@ func (s *Server) PluginPID() (int, error) {
 
 // PluginPIDs lists the running plugin processes of this server.
 func (s *Server) PluginPIDs() ([]int, error) {
-	return pluginPIDs(s.PID(), s.PluginDir)
+	return PluginPIDs(s.PID(), s.PluginDir)
 }

@@ -16,22 +16,25 @@ import (
 
 var terminateSignal = syscall.SIGTERM
 
-// sysProcAttr puts the server in its own process group (so Close can kill
-// plugin processes a crash left behind) and has the kernel send it SIGTERM
-// if the test process dies first (go test's timeout, Ctrl-C).
-func sysProcAttr() *syscall.SysProcAttr {
+// SysProcAttr puts a vault server in its own process group (so that
+// KillGroup takes the plugin processes it started, or a crash left behind,
+// down with it) and has the kernel send it SIGTERM if the test process dies
+// first (go test's timeout, Ctrl-C). internal/vaultcluster uses it too.
+func SysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 }
 
-// killGroup sends SIGKILL to the process group led by pid.
-func killGroup(pid int) {
+// KillGroup sends SIGKILL to the process group led by pid (a process
+// started with SysProcAttr); it does nothing for pid <= 0.
+func KillGroup(pid int) {
 	if pid > 0 {
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 	}
 }
 
-// pluginPIDs lists children of parent whose executable is in dir.
-func pluginPIDs(parent int, dir string) ([]int, error) {
+// PluginPIDs lists the children of the vault server parent whose
+// executable is in dir (its plugin directory): its plugin processes.
+func PluginPIDs(parent int, dir string) ([]int, error) {
 	if parent == 0 {
 		return nil, errors.New("vault server is not running")
 	}
@@ -92,8 +95,10 @@ const (
 	portPairs = 6000 // P in [20000, 32000)
 )
 
-// reservePortPair returns a free, reserved pair and a function releasing it.
-func reservePortPair() (int, func(), error) {
+// ReservePortPair returns a free, reserved pair (API port P, cluster port
+// P+1) and a function releasing it. internal/vaultcluster reserves its
+// nodes' ports with it too, so clusters and single servers never collide.
+func ReservePortPair() (int, func(), error) {
 	dir := filepath.Join(os.TempDir(), "flowcred-vaulttest-ports")
 	if err := os.MkdirAll(dir, 0o777); err != nil {
 		return 0, nil, err

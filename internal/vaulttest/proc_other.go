@@ -15,10 +15,10 @@ var errUnsupported = errors.New("vaulttest supports Linux only")
 
 var terminateSignal = os.Interrupt
 
-func sysProcAttr() *syscall.SysProcAttr { return nil }
+func SysProcAttr() *syscall.SysProcAttr { return nil }
 
-func killGroup(pid int) {}
+func KillGroup(pid int) {}
 
-func pluginPIDs(parent int, dir string) ([]int, error) { return nil, errUnsupported }
+func PluginPIDs(parent int, dir string) ([]int, error) { return nil, errUnsupported }
 
-func reservePortPair() (int, func(), error) { return 0, nil, errUnsupported }
+func ReservePortPair() (int, func(), error) { return 0, nil, errUnsupported }

@@ -21,10 +21,6 @@ import (
 // Close and prints where it is.
 const EnvKeep = "FLOWCRED_VAULTTEST_KEEP"
 
-// pluginFile is the plugin's file name in the plugin directory, i.e. the
-// catalog's command.
-const pluginFile = "vault-plugin-flowcred"
-
 // Server is a running Vault server with the plugin enabled.
 type Server struct {
 	// Addr is the API address, http://127.0.0.1:PORT.
@@ -111,7 +107,7 @@ func (s *Server) boot() error {
 	// process that does not use our reservations; try a few pairs.
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
-		port, release, rerr := reservePortPair()
+		port, release, rerr := ReservePortPair()
 		if rerr != nil {
 			return rerr
 		}
@@ -211,56 +207,20 @@ func (s *Server) startProcess() error {
 		}
 	}
 	args = append(args, "-log-level="+s.opts.LogLevel)
-	logf, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	banner := fmt.Sprintf("vaulttest: %s %s", time.Now().UTC().Format(time.RFC3339), strings.Join(args, " "))
+	cmd, exited, err := StartLogged(s.LogPath, s.dir, s.home, banner, args)
 	if err != nil {
 		return err
 	}
-	defer logf.Close() // the child has its own descriptor
-	fmt.Fprintf(logf, "=== vaulttest: %s %s\n", time.Now().UTC().Format(time.RFC3339), strings.Join(args, " "))
-	cmd := exec.Command(VaultBin(), args...)
-	cmd.Dir = s.dir
-	cmd.Env = append(cleanEnv(), "HOME="+s.home)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", VaultBin(), err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
 	s.cmd, s.exited = cmd, exited
 	return nil
 }
 
-// cleanEnv is the test's environment without VAULT_* variables, which
-// would change how the server or the CLI behaves.
-func cleanEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "VAULT_") || strings.HasPrefix(kv, "HOME=") {
-			continue
-		}
-		out = append(out, kv)
-	}
-	return out
-}
-
 func (s *Server) newClient() error {
-	cfg := api.DefaultConfig()
-	if cfg.Error != nil {
-		return cfg.Error
-	}
-	cfg.Address = s.Addr
-	cfg.MaxRetries = 0
-	cfg.Timeout = 60 * time.Second
-	c, err := api.NewClient(cfg)
+	c, err := NewClient(s.Addr, s.Token)
 	if err != nil {
 		return err
 	}
-	c.ClearNamespace()
-	c.SetToken(s.Token)
 	s.Client = c
 	return nil
 }
@@ -364,7 +324,7 @@ func (s *Server) stopProcess(hard bool) {
 	<-exited
 	if !hard {
 		// Reap any plugin process that outlived a graceful stop.
-		killGroup(cmd.Process.Pid)
+		KillGroup(cmd.Process.Pid)
 	}
 }
 
@@ -404,7 +364,7 @@ func (s *Server) Close() {
 	pid := s.PID()
 	s.stopProcess(false)
 	if pid != 0 {
-		killGroup(pid)
+		KillGroup(pid)
 	}
 	if s.release != nil {
 		s.release()
@@ -419,11 +379,7 @@ func (s *Server) Close() {
 
 // LogTail returns the last n lines of the server log.
 func (s *Server) LogTail(n int) string {
-	b, err := os.ReadFile(s.LogPath)
-	if err != nil {
-		return "(no log: " + err.Error() + ")"
-	}
-	return lastLines(string(b), n)
+	return LogTail(s.LogPath, n)
 }
 
 // LogOnFailure prints the server log written during the test if the test
@@ -442,14 +398,6 @@ func (s *Server) LogOnFailure(tb testing.TB) {
 		if err != nil || int64(len(b)) < start {
 			return
 		}
-		tb.Logf("vault server log during this test (%s):\n%s", s.LogPath, lastLines(string(b[start:]), 400))
+		tb.Logf("vault server log during this test (%s):\n%s", s.LogPath, LastLines(string(b[start:]), 400))
 	})
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = append([]string{fmt.Sprintf("... (%d earlier lines)", len(lines)-n)}, lines[len(lines)-n:]...)
-	}
-	return strings.Join(lines, "\n")
 }

@@ -11,8 +11,8 @@ import (
 )
 
 func TestLastLines(t *testing.T) {
-	require.Equal(t, "a\nb", lastLines("a\nb\n", 5))
-	require.Equal(t, "... (2 earlier lines)\nc\nd", lastLines("a\nb\nc\nd\n", 2))
+	require.Equal(t, "a\nb", LastLines("a\nb\n", 5))
+	require.Equal(t, "... (2 earlier lines)\nc\nd", LastLines("a\nb\nc\nd\n", 2))
 }
 
 func TestOptionsDefaults(t *testing.T) {
@@ -30,7 +30,7 @@ func TestReservePortPair(t *testing.T) {
 	seen := map[int]bool{}
 	var releases []func()
 	for i := 0; i < 5; i++ {
-		p, release, err := reservePortPair()
+		p, release, err := ReservePortPair()
 		require.NoError(t, err)
 		require.Zero(t, p%2, "API ports are even so that pairs never overlap")
 		require.False(t, seen[p], "port pair %d handed out twice", p)
