@@ -5,8 +5,8 @@
 # Usage: scripts/test.sh
 #
 # Steps: gofmt, go vet, get-vault, build plugin, go test -race ./... (unit + integration on the
-# real Vault + the real OAuth2 server + a three-node cluster), each fuzz target briefly, and
-# dev.sh --smoke.
+# real Vault + the real OAuth2 server + a three-node cluster), each fuzz target briefly, the
+# benchmark program with tiny sizes (scripts/bench.sh --smoke), and dev.sh --smoke.
 #
 # Needs Go, git, a C compiler (go test -race uses cgo), and Node.js with npm (internal/oauthtest
 # runs a real OAuth2 server, panva oidc-provider, and installs it with npm ci). The first run
@@ -105,6 +105,11 @@ fuzz() {
   done
 }
 
+# The benchmark program once with tiny sizes: it must keep running; it asserts no time.
+bench_smoke() {
+  FLOWCRED_VAULT_BIN="$VAULT_BIN" bash scripts/bench.sh --smoke
+}
+
 smoke() {
   FLOWCRED_VAULT_BIN="$VAULT_BIN" FLOWCRED_PLUGIN_BIN="$PLUGIN_BIN" FLOWCRED_PLUGIN_VERSION="$FLOWCRED_PLUGIN_VERSION" \
     bash scripts/dev.sh --smoke
@@ -119,6 +124,7 @@ step "build plugin" build_plugin || { summary; exit 1; }
 rc=0
 step "go test" go_test || rc=1
 step fuzz fuzz || rc=1
+step "bench --smoke" bench_smoke || rc=1
 step "dev.sh --smoke" smoke || rc=1
 summary
 if [[ $rc == 0 ]]; then echo "test.sh: PASS" >&2; else echo "test.sh: FAIL" >&2; fi
