@@ -96,6 +96,9 @@ type Options struct {
 	PluginBin string
 	WorkDir   string
 	Table     *Table
+	// PluginEnv is added to the plugin's registered environment (e.g.
+	// FLOWCRED_CPUPROFILE for bench/cmd/vault-plugin-flowcred-prof).
+	PluginEnv []string
 }
 
 // RunAll runs every workload on every storage, filling the table.
@@ -110,7 +113,7 @@ func RunAll(ctx context.Context, o Options) error {
 	for i, storage := range o.Cfg.Storages {
 		dir := filepath.Join(o.WorkDir, storage)
 		t.Logf("starting vault (%s storage) in %s", storage, dir)
-		v, err := StartVault(ctx, storage, o.VaultBin, o.PluginBin, dir)
+		v, err := StartVault(ctx, storage, o.VaultBin, o.PluginBin, dir, o.PluginEnv...)
 		if err != nil {
 			return err
 		}

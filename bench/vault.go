@@ -48,6 +48,8 @@ type Vault struct {
 	Dir       string
 	PluginDir string
 	LogPath   string
+	// PluginEnv is added to the plugin's registered environment.
+	PluginEnv []string
 
 	vaultBin string
 	cmd      *exec.Cmd
@@ -56,8 +58,9 @@ type Vault struct {
 
 // StartVault starts a server of the given storage kind with the plugin
 // binary registered (with the bench baseline enabled) and mounted.
-func StartVault(ctx context.Context, storage, vaultBin, pluginBin, dir string) (*Vault, error) {
+func StartVault(ctx context.Context, storage, vaultBin, pluginBin, dir string, pluginEnv ...string) (*Vault, error) {
 	v := &Vault{
+		PluginEnv: pluginEnv,
 		Storage:   storage,
 		Dir:       dir,
 		PluginDir: filepath.Join(dir, "plugins"),
@@ -190,7 +193,7 @@ func (v *Vault) installPlugin(ctx context.Context, sum string) error {
 	c := v.Client
 	in := &api.RegisterPluginInput{
 		Name: "flowcred", Type: api.PluginTypeSecrets, Command: pluginFile,
-		SHA256: sum, Env: []string{baselineEnv},
+		SHA256: sum, Env: append([]string{baselineEnv}, v.PluginEnv...),
 	}
 	// Registering without a version makes Vault ask the plugin for the
 	// version it reports; register that version explicitly then.

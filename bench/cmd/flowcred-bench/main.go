@@ -31,6 +31,7 @@ func main() {
 		out       = flag.String("out", "", "also write the table to this file")
 		steps     = flag.String("steps", "", "comma-separated workloads to run (reads, refresh, expiry, scale, churn); default all")
 		cell      = flag.Duration("cell", 0, "override the duration of each read cell")
+		pluginEnv = flag.String("plugin-env", "", "comma-separated KEY=VALUE added to the plugin's environment (e.g. FLOWCRED_CPUPROFILE=/tmp/plugin.prof with vault-plugin-flowcred-prof)")
 	)
 	flag.Parse()
 	if *vaultBin == "" || *pluginBin == "" {
@@ -80,7 +81,11 @@ func main() {
 	m := bench.DescribeMachine()
 	start := time.Now()
 	load0 := bench.LoadAvg()
-	err := bench.RunAll(ctx, bench.Options{Cfg: cfg, VaultBin: *vaultBin, PluginBin: *pluginBin, WorkDir: dir, Table: t})
+	opts := bench.Options{Cfg: cfg, VaultBin: *vaultBin, PluginBin: *pluginBin, WorkDir: dir, Table: t}
+	if *pluginEnv != "" {
+		opts.PluginEnv = strings.Split(*pluginEnv, ",")
+	}
+	err := bench.RunAll(ctx, opts)
 
 	var sb strings.Builder
 	mode := "full"
@@ -98,7 +103,11 @@ func main() {
 		}
 	}
 	if err != nil {
-		fatal(err)
+		fmt.Fprintln(os.Stderr, "flowcred-bench:", err)
+		if *workDir == "" {
+			os.RemoveAll(dir) // os.Exit skips the deferred removal
+		}
+		os.Exit(1)
 	}
 }
 
