@@ -61,15 +61,18 @@ func (e *Env) Scale(ctx context.Context) error {
 				keys = len(k)
 			}
 		}
-		rss, err := e.settledRSS(ctx, pid)
-		if err != nil {
-			return err
-		}
 		r := Run(ctx, 1, e.Cfg.ScaleReads, time.Minute, func(ctx context.Context, seq int) error {
 			return e.Reader.Get(ctx, "flowcred/token/"+handle(seq%hot))
 		})
 		if r.Errors > 0 {
 			return r.FirstErr
+		}
+		// After the reads: their allocations let the plugin's GC collect
+		// the garbage of the write burst (an idle Go process collects only
+		// every two minutes).
+		rss, err := e.settledRSS(ctx, pid)
+		if err != nil {
+			return err
 		}
 		e.Table.Add(Row{
 			Area: "scale", Storage: e.V.Storage,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -177,6 +178,19 @@ func (g GoBench) Row() Row {
 	}
 	if v, ok := g.Metrics["cpu-ns/op"]; ok {
 		res += fmt.Sprintf(", CPU %s/op", us(time.Duration(v)))
+	}
+	// Any other custom metric, by name.
+	var extra []string
+	for unit := range g.Metrics {
+		switch unit {
+		case "ns/op", "B/op", "allocs/op", "refreshes/op", "cpu-ns/op":
+			continue
+		}
+		extra = append(extra, unit)
+	}
+	sort.Strings(extra)
+	for _, unit := range extra {
+		res += fmt.Sprintf(", %s %s", strconv.FormatFloat(g.Metrics[unit], 'f', -1, 64), unit)
 	}
 	return Row{Area: "go", Storage: "-", Case: g.Name, Result: res}
 }

@@ -37,12 +37,12 @@ PLUGIN_BIN="$(bash scripts/build-plugin.sh "$WORK/bin" | tail -n 1)"
 go build -o "$WORK/bin/flowcred-bench" ./bench/cmd/flowcred-bench
 
 # Go micro-benchmarks (in process: no Vault, no gRPC), the same as
-#   go test -run '^$' -bench 'TokenReadCacheHit|Material$|TokenResponse|TokenReadRefresh|BackgroundTick' -benchmem .
+#   go test -run '^$' -bench 'TokenReadCacheHit|Material$|TokenResponse|TokenReadRefresh|HandleMemory|BackgroundTick' -benchmem .
 # The background tick's setup reads 1k/10k handles through an httptest token endpoint; smoke
 # mode keeps the 1k one only.
 GOBENCH="$WORK/gobench.txt"
 go test -c -o "$WORK/bin/flowcred.test" .
-HOT='TokenReadCacheHit|Material$|TokenResponse|TokenReadRefresh'
+HOT='TokenReadCacheHit|Material$|TokenResponse|TokenReadRefresh|HandleMemory'
 if [[ $SMOKE == 1 ]]; then
   log "go micro-benchmarks (smoke)"
   "$WORK/bin/flowcred.test" -test.run '^$' -test.bench "$HOT" -test.benchmem -test.benchtime=100ms >"$GOBENCH"
