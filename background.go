@@ -174,10 +174,16 @@ func (b *backend) backgroundRefresh(ctx context.Context, s logical.Storage, cfg 
 		// Not read recently: leave it alone until someone reads it.
 		return
 	}
-	_, resp, err := b.material(ctx, s, handle, readOpts{minTTL: cfg.RefreshMargin + backgroundLookahead, background: true})
-	if err != nil || (resp != nil && resp.IsError()) {
+	mat, resp, err := b.material(ctx, s, handle, readOpts{minTTL: cfg.RefreshMargin + backgroundLookahead, background: true})
+	switch {
+	case err != nil || (resp != nil && resp.IsError()) || mat == nil || mat.warning != "":
+		// Failed, or only the cached token could be served (the provider
+		// failed): try again after a minute; reads still refresh on their own.
 		b.Logger().Debug("background refresh did not succeed", "handle", handle)
-		// Try again after the backoff; reads still refresh on their own.
 		b.scheduler.schedule(handle, now.Add(time.Minute))
+	default:
+		// Keep the handle scheduled even when no refresh was needed (e.g.
+		// the margin changed): it was popped from the heap.
+		b.scheduler.schedule(handle, b.backgroundDue(cfg, mat))
 	}
 }

@@ -496,3 +496,28 @@ func b64(s string) string {
 }
 
 func base64URL(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+func TestToken_BackgroundRefreshRetriesAfterTransientFailure(t *testing.T) {
+	clock := newFakeClock()
+	b := getTestBackend(t, clock)
+	idp := newFakeIdP(t)
+	bindRefresh(t, b, "crm", idp.URL)
+	b.read(t, "token/crm", nil)
+
+	// Due, but the provider fails: the cached token stays, and the handle
+	// must stay scheduled.
+	idp.set(func(f *fakeIdP) { f.fail = func(w http.ResponseWriter) { w.WriteHeader(503) } })
+	clock.advance(54 * time.Minute)
+	require.NoError(t, b.backgroundTick(context.Background(), b.s))
+	require.Equal(t, 1, b.scheduler.len(), "rescheduled after the failure")
+
+	// The provider is back: the next tick after the retry delay refreshes.
+	idp.set(func(f *fakeIdP) { f.fail = nil })
+	before := idp.requests.Load()
+	clock.advance(2 * time.Minute)
+	require.NoError(t, b.backgroundTick(context.Background(), b.s))
+	require.Greater(t, idp.requests.Load(), before)
+	resp := b.read(t, "token/crm", nil)
+	require.Empty(t, resp.Warnings)
+	require.Equal(t, 1, b.scheduler.len())
+}
