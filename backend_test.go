@@ -41,6 +41,13 @@ type testBackend struct {
 // the real one.
 func getTestBackend(tb testing.TB, clock *fakeClock) *testBackend {
 	tb.Helper()
+	return getTestBackendWithLogger(tb, clock, hclog.NewNullLogger())
+}
+
+// getTestBackendWithLogger is getTestBackend with the plugin's logger given,
+// for tests that check what the plugin logs.
+func getTestBackendWithLogger(tb testing.TB, clock *fakeClock, logger hclog.Logger) *testBackend {
+	tb.Helper()
 	d := defaultDeps()
 	if clock != nil {
 		d.now = clock.now
@@ -52,7 +59,7 @@ func getTestBackend(tb testing.TB, clock *fakeClock) *testBackend {
 			DefaultLeaseTTLVal: 24 * time.Hour,
 			MaxLeaseTTLVal:     48 * time.Hour,
 		},
-		Logger: hclog.NewNullLogger(),
+		Logger: logger,
 	}
 	require.NoError(tb, b.Setup(context.Background(), conf))
 	tb.Cleanup(func() { b.clean(context.Background()) })

@@ -2,7 +2,6 @@ package flowcred
 
 import (
 	"bytes"
-	"context"
 	"crypto"
 	"crypto/ecdh"
 	"crypto/ecdsa"
@@ -186,22 +185,7 @@ func (s *syncBuffer) String() string {
 // logs, so tests can check what the plugin logs.
 func newJWTTestBackend(t *testing.T, clock *fakeClock, logs *syncBuffer) *testBackend {
 	t.Helper()
-	d := defaultDeps()
-	if clock != nil {
-		d.now = clock.now
-	}
-	b := newBackend(d)
-	conf := &logical.BackendConfig{
-		StorageView: &logical.InmemStorage{},
-		System: &logical.StaticSystemView{
-			DefaultLeaseTTLVal: 24 * time.Hour,
-			MaxLeaseTTLVal:     48 * time.Hour,
-		},
-		Logger: hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Trace}),
-	}
-	require.NoError(t, b.Setup(context.Background(), conf))
-	t.Cleanup(func() { b.clean(context.Background()) })
-	return &testBackend{backend: b, s: conf.StorageView}
+	return getTestBackendWithLogger(t, clock, hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Trace}))
 }
 
 // ---------------------------------------------------------------- token endpoint

@@ -6,8 +6,6 @@ package bench
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +21,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/flowcred/vault-plugin-flowcred/internal/vaulttest"
 )
 
 // Storage kinds of a benchmark server.
@@ -72,7 +72,7 @@ func StartVault(ctx context.Context, storage, vaultBin, pluginBin, dir string, p
 			return nil, err
 		}
 	}
-	sum, err := copyFile(pluginBin, filepath.Join(v.PluginDir, pluginFile))
+	sum, err := vaulttest.CopyFile(pluginBin, filepath.Join(v.PluginDir, pluginFile))
 	if err != nil {
 		return nil, fmt.Errorf("copying the plugin: %w", err)
 	}
@@ -341,24 +341,6 @@ func retry(ctx context.Context, d time.Duration, f func() error) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-func copyFile(src, dst string) (string, error) {
-	in, err := os.Open(src)
-	if err != nil {
-		return "", err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-	if err != nil {
-		return "", err
-	}
-	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(out, h), in); err != nil {
-		out.Close()
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), out.Close()
 }
 
 func tail(path string, n int) string {
