@@ -118,6 +118,8 @@ smoke() {
 # The first four steps are prerequisites; stop at the first failure.
 step gofmt gofmt_check || { summary; exit 1; }
 step "go vet" go vet ./... || { summary; exit 1; }
+# Licence gate (offline, from the module cache) and its self-test that BUSL-1.1 is caught.
+step licences bash -c 'bash scripts/check-licences.sh && bash scripts/check-licences.sh --selftest' || { summary; exit 1; }
 step get-vault get_vault || { summary; exit 1; }
 step "build plugin" build_plugin || { summary; exit 1; }
 # Run the smoke test even when go test fails, so one run reports both.

@@ -1,0 +1,3 @@
+module example.com/busllib
+
+go 1.22

@@ -1,0 +1,7 @@
+// SPDX-License-Identifier: MIT
+
+// Package mitlib is an MIT-licensed fixture.
+package mitlib
+
+// X is exported.
+const X = 1

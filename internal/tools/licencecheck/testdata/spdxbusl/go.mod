@@ -1,0 +1,3 @@
+module example.com/spdxbusl
+
+go 1.22
