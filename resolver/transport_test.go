@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -260,5 +261,192 @@ func TestTransport_ProviderWithoutRefresher(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnauthorized || len(a2.requests()) != 1 {
 		t.Fatalf("status %d, %d API requests", resp.StatusCode, len(a2.requests()))
+	}
+}
+
+// TestTransport_RefreshesOncePerRejectedToken is issue 11: an API that
+// always answers 401 must not cost an upstream token per request. The first
+// request's 401 forces one refresh (tok-2); tok-2's own 401 and every later
+// request handed tok-2 give the 401 back without forcing another.
+func TestTransport_RefreshesOncePerRejectedToken(t *testing.T) {
+	f := newTransportFixture(t)
+	var calls atomic.Int64
+	api := newLoopbackServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	for i := 0; i < 20; i++ {
+		resp, err := f.c.Post(api+"/v1/leads", "text/plain", strings.NewReader("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("request %d: status %d", i, resp.StatusCode)
+		}
+	}
+	if n := f.te.issued.Load(); n != 2 {
+		t.Fatalf("%d upstream grants for 20 requests, want 2", n)
+	}
+	if n := calls.Load(); n != 21 {
+		t.Fatalf("API saw %d requests, want 21 (one retry in all)", n)
+	}
+}
+
+// A token that was rejected once and replaced is not refreshed again when
+// its replacement works: other requests in flight with the old token wait
+// for the one refresh and retry with its result.
+func TestTransport_ConcurrentRejectionsShareOneRefresh(t *testing.T) {
+	f := newTransportFixture(t)
+	f.api.revoke("tok-1")
+	if _, err := f.p.Resolve(context.Background(), "google_sales"); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	codes := make(chan int, 8)
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodGet, f.api.srv.URL+"/", nil)
+			resp, err := f.c.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	for c := range codes {
+		if c != http.StatusOK {
+			t.Fatalf("status %d, want 200 for every request", c)
+		}
+	}
+	if n := f.te.issued.Load(); n != 2 {
+		t.Fatalf("%d upstream grants, want 2", n)
+	}
+}
+
+// headerRecorder is an API on loopback that records the credential headers
+// of each request and answers with the handler's choice.
+type headerRecorder struct {
+	url  string
+	mu   sync.Mutex
+	seen []string // "path Authorization|x-goog-user-project"
+}
+
+func newHeaderRecorder(t *testing.T, h func(w http.ResponseWriter, r *http.Request)) *headerRecorder {
+	rec := &headerRecorder{}
+	rec.url = newLoopbackServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec.mu.Lock()
+		rec.seen = append(rec.seen, r.URL.Path+" "+r.Header.Get("Authorization")+"|"+r.Header.Get("x-goog-user-project"))
+		rec.mu.Unlock()
+		h(w, r)
+	}))
+	return rec
+}
+
+func (rec *headerRecorder) requests() []string {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return append([]string(nil), rec.seen...)
+}
+
+// TestTransport_RedirectsKeepCredentialsInTheOrigin is issue 11: a redirect
+// that leaves the request's origin (scheme, host and port) gets none of the
+// material's headers, nor does a later hop back to the origin, and a 401
+// from elsewhere forces no refresh. Same-origin redirects keep them.
+func TestTransport_RedirectsKeepCredentialsInTheOrigin(t *testing.T) {
+	f := newTransportFixture(t)
+	var origin string
+	other := newHeaderRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/back":
+			http.Redirect(w, r, origin+"/final", http.StatusFound)
+		default:
+			w.WriteHeader(http.StatusUnauthorized)
+		}
+	})
+	home := newHeaderRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/same":
+			http.Redirect(w, r, "/final", http.StatusTemporaryRedirect)
+		case "/away":
+			http.Redirect(w, r, other.url+"/landing", http.StatusFound)
+		case "/away-and-back":
+			http.Redirect(w, r, other.url+"/back", http.StatusFound)
+		default:
+			w.WriteHeader(http.StatusOK)
+		}
+	})
+	origin = home.url
+	get := func(path string) int {
+		t.Helper()
+		resp, err := f.c.Get(home.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	cred := "Bearer tok-1|sales-project"
+
+	if code := get("/same"); code != http.StatusOK {
+		t.Fatalf("same-origin redirect: status %d", code)
+	}
+	if got, want := strings.Join(home.requests(), ","), "/same "+cred+",/final "+cred; got != want {
+		t.Fatalf("same-origin redirect: origin saw %q, want %q", got, want)
+	}
+
+	if code := get("/away"); code != http.StatusUnauthorized {
+		t.Fatalf("cross-origin redirect: status %d", code)
+	}
+	if code := get("/away-and-back"); code != http.StatusOK {
+		t.Fatalf("redirect back: status %d", code)
+	}
+	if got, want := strings.Join(other.requests(), ","), "/landing |,/back |"; got != want {
+		t.Fatalf("the other origin saw %q, want %q", got, want)
+	}
+	if got := home.requests(); len(got) != 5 || got[4] != "/final |" {
+		t.Fatalf("a hop back to the origin after leaving it got credentials: %q", got)
+	}
+	if n := f.te.issued.Load(); n != 1 {
+		t.Fatalf("%d upstream grants, want 1 (a 401 from another origin forces no refresh)", n)
+	}
+}
+
+// roundTripFunc adapts a function to http.RoundTripper.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// A Base that does not set Response.Request still leaves the transport the
+// redirect chain it needs to tell origins apart.
+func TestTransport_RedirectOriginWithoutResponseRequest(t *testing.T) {
+	f := newTransportFixture(t)
+	other := newHeaderRecorder(t, func(w http.ResponseWriter, r *http.Request) {})
+	home := newHeaderRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/away" {
+			http.Redirect(w, r, other.url+"/landing", http.StatusFound)
+		}
+	})
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		resp, err := http.DefaultTransport.RoundTrip(r)
+		if resp != nil {
+			resp.Request = nil
+		}
+		return resp, err
+	})
+	c := &http.Client{Transport: &resolver.Transport{Provider: f.p, Handle: "google_sales", Base: base}}
+	resp, err := c.Get(home.url + "/away")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := other.requests(); len(got) != 1 || got[0] != "/landing |" {
+		t.Fatalf("the other origin saw %q", got)
 	}
 }
