@@ -15,6 +15,13 @@ import (
 // applyBindingInput merges a write request into a copy of the stored binding
 // (nil on create) and checks the result. Nothing is stored on error.
 func applyBindingInput(old *bindingEntry, d *framework.FieldData) (*bindingEntry, *fieldError) {
+	// The handle comes from the path, whose pattern has no length limit:
+	// a handle over the limit could be written but never read.
+	if h, ok := d.Raw["handle"].(string); ok {
+		if ferr := validateName("handle", h); ferr != nil {
+			return nil, ferr
+		}
+	}
 	e := &bindingEntry{}
 	if old != nil {
 		cp := *old
@@ -167,6 +174,12 @@ func applyField(e *bindingEntry, spec kindSpec, k string, d *framework.FieldData
 		e.Refs[f] = name
 	case isSecretField(spec, k):
 		v := raw.(string)
+		if e.Kind == kindAPIToken && k == apiTokenField {
+			var ferr *fieldError
+			if v, ferr = cleanAPIToken(k, v); ferr != nil {
+				return ferr
+			}
+		}
 		delete(e.Refs, k)
 		if v == "" {
 			delete(e.Inline, k)

@@ -207,3 +207,17 @@ func stringsToIfaces(in []string) []interface{} {
 	}
 	return out
 }
+
+// secretInputFields is every secret-capable binding field of any kind, and
+// its <field>_secret reference form: the request fields whose values must
+// reach the plugin as strings (see input_guard.go). Built from kindSpecs.
+var secretInputFields = func() map[string]bool {
+	m := map[string]bool{}
+	for _, spec := range kindSpecs {
+		for _, f := range spec.secretFields {
+			m[f] = true
+			m[f+secretRefSuffix] = true
+		}
+	}
+	return m
+}()

@@ -143,6 +143,11 @@ func (b *backend) pathSecretWrite(ctx context.Context, req *logical.Request, d *
 		return resp, nil
 	}
 	name := d.Get("name").(string)
+	// The path's pattern has no length limit; a longer name could be
+	// written but never referenced.
+	if ferr := validateName("name", name); ferr != nil {
+		return ferr.response(), nil
+	}
 	raw, ok := d.Raw["value"]
 	if !ok {
 		return logical.ErrorResponse("missing value: a secret needs a non-empty value"), nil

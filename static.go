@@ -1,14 +1,66 @@
 package flowcred
 
 import (
+	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // defaultStaticTTL is the lease length of an api_token binding without ttl.
 const defaultStaticTTL = time.Hour
 
+// apiTokenField is the api_token input that is served in a header.
+const apiTokenField = "token"
+
+// trimFileNewline removes one trailing "\n" or "\r\n", which a value read
+// from a file (token=@file, value=@file) usually ends with.
+func trimFileNewline(v string) string {
+	if strings.HasSuffix(v, "\n") {
+		v = strings.TrimSuffix(v[:len(v)-1], "\r")
+	}
+	return v
+}
+
+// headerSafe reports whether v can be sent in an HTTP header value: no CR,
+// LF or other control character (a tab is allowed).
+func headerSafe(v string) bool {
+	return httpguts.ValidHeaderFieldValue(v) && !strings.ContainsAny(v, "\r\n")
+}
+
+// cleanAPIToken checks an inline api_token value at write time: one
+// trailing newline is removed, any other CR or LF is refused. The message
+// names the field, never the value.
+func cleanAPIToken(field, v string) (string, *fieldError) {
+	t := trimFileNewline(v)
+	if v != "" && t == "" {
+		return "", fieldErr(field, "is empty once its trailing newline is removed")
+	}
+	if !headerSafe(t) {
+		return "", fieldErr(field, "has a CR, LF or other control character, which cannot go into a header (one trailing newline, as a file ends, is removed; any other is refused)")
+	}
+	return t, nil
+}
+
+// checkStaticInputs checks, when a token is read, the inputs an api_token
+// binding resolved: a referenced secret may hold any value (a PEM key has
+// newlines), so its value is checked only here. The error names the field
+// and the secret, never the value. A nil result means staticMaterial can
+// serve the inputs.
+func checkStaticInputs(e *bindingEntry, in map[string]string) *fieldError {
+	if e.Kind != kindAPIToken || headerSafe(trimFileNewline(in[apiTokenField])) {
+		return nil
+	}
+	if name, ok := e.Refs[apiTokenField]; ok {
+		return fieldErr(apiTokenField+secretRefSuffix, "secret %q has a CR, LF or other control character, which cannot go into a header (one trailing newline, as a file ends, is removed; any other is refused); write the secret again", name)
+	}
+	return fieldErr(apiTokenField, "has a CR, LF or other control character, which cannot go into a header; write the binding again")
+}
+
 // staticMaterial builds the material of an api_token binding: no upstream
-// call, the token is served as configured.
+// call, the token is served as configured, less one trailing newline (a
+// secret written with value=@file, or a binding written before write-time
+// trimming). Callers check the inputs with checkStaticInputs first.
 func staticMaterial(handle string, e *bindingEntry, in map[string]string, now time.Time) *material {
 	header := e.Plain["header"]
 	if header == "" {
@@ -18,7 +70,8 @@ func staticMaterial(handle string, e *bindingEntry, in map[string]string, now ti
 	if !set {
 		scheme = "Bearer"
 	}
-	value := in["token"]
+	token := trimFileNewline(in[apiTokenField])
+	value := token
 	if scheme != "" {
 		value = scheme + " " + value
 	}
@@ -34,7 +87,7 @@ func staticMaterial(handle string, e *bindingEntry, in map[string]string, now ti
 	return &material{
 		handle:      handle,
 		kind:        e.Kind,
-		accessToken: in["token"],
+		accessToken: token,
 		tokenType:   scheme,
 		obtainedAt:  now,
 		headers:     headers,
