@@ -65,8 +65,14 @@ type backend struct {
 	*framework.Backend
 	deps
 
+	// Lock order: a handle's lock (handles.lock) before its binding stripe
+	// (bindingLocks) before refsLock. Only a handle's lock is ever held
+	// across an upstream call or a wait on another handle; a binding write
+	// takes its stripe and refsLock only to store, then waits on the handle
+	// (forgetBinding) with neither held.
+
 	// handles holds per-handle state: the single-flight lock, the cached
-	// binding and token. Only handles that were used have an entry.
+	// binding and token. Only bound handles that were used have an entry.
 	handles handleMap
 
 	// secretsEpoch increases whenever a stored secret changes (locally or
@@ -96,6 +102,10 @@ type backend struct {
 
 	// scheduler drives background refresh of recently read handles.
 	scheduler *refreshScheduler
+
+	// storageView is the mount's storage, kept from InitializeFunc so that
+	// Clean can write token states whose write failed.
+	storageView logical.Storage
 }
 
 func newBackend(d deps) *backend {
@@ -107,7 +117,7 @@ func newBackend(d deps) *backend {
 	if tr == nil {
 		tr = newUpstreamTransport()
 	}
-	b.httpClient = &http.Client{Transport: &userAgentTransport{b: b, next: tr}}
+	b.httpClient = &http.Client{Transport: &userAgentTransport{b: b, next: tr}, CheckRedirect: noRedirect}
 	b.handles.init()
 	b.bindingLocks = locksutil.CreateLocks()
 	b.scheduler = newRefreshScheduler()
@@ -145,6 +155,7 @@ func newBackend(d deps) *backend {
 }
 
 func (b *backend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
+	b.storageView = req.Storage
 	if env, err := b.System().PluginEnv(ctx); err == nil && env != nil {
 		b.userAgent.Store(userAgentString(env))
 	}
@@ -166,10 +177,40 @@ func (b *backend) invalidate(ctx context.Context, key string) {
 	}
 }
 
-// clean drops all in-memory state when the mount is unmounted or reloaded.
+// clean drops all in-memory state when the mount is unmounted or reloaded,
+// after writing every token state whose write had failed.
 func (b *backend) clean(ctx context.Context) {
+	b.writePending(ctx)
 	b.handles.clear()
 	b.scheduler.clear()
 	b.config.Store(nil)
 	b.httpClient.CloseIdleConnections()
+}
+
+// cleanWait bounds how long Clean waits for a handle's refresh in flight.
+const cleanWait = 10 * time.Second
+
+// writePending writes the token states whose write failed (they may hold
+// a rotated refresh token, the only copy there is). It waits a little for
+// each busy handle, whose refresh writes its own result.
+func (b *backend) writePending(ctx context.Context) {
+	if b.storageView == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanWait)
+	defer cancel()
+	for handle, hc := range b.handles.entries() {
+		if hc.acquire(ctx) != nil {
+			b.Logger().Warn("clean: a refresh was still in flight", "handle", handle)
+			continue
+		}
+		if p := hc.pending; p != nil {
+			if err := putTokenState(ctx, b.storageView, handle, p); err != nil {
+				b.Logger().Error("clean: storing a pending token state failed", "handle", handle, "error", err)
+			} else {
+				hc.pending = nil
+			}
+		}
+		hc.release()
+	}
 }

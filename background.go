@@ -118,6 +118,15 @@ func (b *backend) backgroundDue(cfg *configEntry, m *material) time.Time {
 	return due
 }
 
+// touched records a read of a handle served m, and schedules the handle
+// again if background refresh had skipped it.
+func (b *backend) touched(hc *handleCache, handle string, cfg *configEntry, m *material, now time.Time) {
+	hc.touch(now)
+	if hc.unscheduled.Load() && hc.unscheduled.CompareAndSwap(true, false) {
+		b.scheduler.schedule(handle, b.backgroundDue(cfg, m))
+	}
+}
+
 // periodic refreshes recently read handles that are due. It runs only where
 // storage is writable (the active node, not a standby or secondary).
 func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
@@ -171,7 +180,9 @@ func (b *backend) backgroundRefresh(ctx context.Context, s logical.Storage, cfg 
 	}
 	last := time.Unix(0, hc.lastRead.Load())
 	if now.Sub(last) > cfg.BackgroundWindow {
-		// Not read recently: leave it alone until someone reads it.
+		// Not read recently: leave it alone until someone reads it; that
+		// read (even one served from the cache) schedules it again.
+		hc.unscheduled.Store(true)
 		return
 	}
 	mat, resp, err := b.material(ctx, s, handle, readOpts{minTTL: cfg.RefreshMargin + backgroundLookahead, background: true})

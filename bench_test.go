@@ -271,6 +271,13 @@ func BenchmarkTokenReadRefresh(b *testing.B) {
 	tb := getTestBackend(b, nil)
 	idp := newBenchIdP(b, 3600)
 	benchBindRefresh(b, tb, "crm", idp.URL)
+	// min_refresh_interval 0: min_ttl makes every read refresh.
+	if _, err := tb.HandleRequest(context.Background(), &logical.Request{
+		Operation: logical.UpdateOperation, Path: "config", Storage: tb.s,
+		Data: map[string]interface{}{"min_refresh_interval": 0},
+	}); err != nil {
+		b.Fatal(err)
+	}
 	benchRead(b, tb, "token/crm")
 	req := func() {
 		resp, err := tb.HandleRequest(context.Background(), &logical.Request{

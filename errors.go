@@ -2,10 +2,12 @@ package flowcred
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -102,6 +104,13 @@ func classifyUpstream(err error) *upstreamError {
 	return &upstreamError{class: classTransient, msg: "token request failed: " + sanitize(msg, 300)}
 }
 
+// transientCodes are OAuth2 error codes that say the provider, not the
+// grant, failed (RFC 6749 section 5.2 allows them in a 400 too).
+var transientCodes = map[string]bool{
+	"temporarily_unavailable": true,
+	"server_error":            true,
+}
+
 func classifyRetrieveError(re *oauth2.RetrieveError) *upstreamError {
 	ue := &upstreamError{code: sanitize(re.ErrorCode, 64), description: sanitize(re.ErrorDescription, 300)}
 	if re.Response != nil {
@@ -109,11 +118,17 @@ func classifyRetrieveError(re *oauth2.RetrieveError) *upstreamError {
 		if ra := re.Response.Header.Get("Retry-After"); ra != "" {
 			ue.retryAfter = parseRetryAfter(ra)
 		}
+		if ue.status >= 300 && ue.status < 400 {
+			// Upstream clients follow no redirect (a redirect would re-post
+			// the grant to wherever Location says). Whatever the body says,
+			// this is a failure of the provider or of what is in front of it.
+			return redirectError(re.Response)
+		}
 	}
 	switch {
 	case ue.code != "" && reauthCodes[ue.code]:
 		ue.class = classReauth
-	case ue.status == http.StatusTooManyRequests || ue.status >= 500 || ue.status == 0:
+	case transientCodes[ue.code] || ue.status == http.StatusTooManyRequests || ue.status >= 500 || ue.status == 0:
 		ue.class = classTransient
 	case ue.code != "":
 		ue.class = classConfig
@@ -137,6 +152,103 @@ func classifyRetrieveError(re *oauth2.RetrieveError) *upstreamError {
 		ue.msg += " without an OAuth2 error"
 	}
 	return ue
+}
+
+// errCodeRedirect is last_error_code for a token endpoint answering 3xx.
+const errCodeRedirect = "redirect"
+
+// redirectError describes a 3xx answer by its Location's host only: the
+// URL's path and query may carry anything.
+func redirectError(resp *http.Response) *upstreamError {
+	host := "an unreadable location"
+	if loc, err := resp.Location(); err == nil && loc.Host != "" {
+		host = "host " + sanitize(loc.Host, 100)
+	}
+	return &upstreamError{
+		class:  classTransient,
+		code:   errCodeRedirect,
+		status: resp.StatusCode,
+		msg: fmt.Sprintf("token endpoint answered HTTP %d, a redirect to %s, which is not followed; set token_url to the endpoint itself",
+			resp.StatusCode, host),
+	}
+}
+
+// noRedirect is the upstream client's CheckRedirect: the 3xx itself is the
+// answer, and the request (a refresh token, a client secret, an assertion)
+// is never sent again elsewhere.
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// scrub removes every known secret value from the error's provider-derived
+// text: a provider may echo a refresh token or client secret in
+// error_description, and that text reaches token-read errors, the binding
+// status and validate.
+func (e *upstreamError) scrub(secrets []string) {
+	e.msg = scrubSecrets(e.msg, secrets)
+	e.description = scrubSecrets(e.description, secrets)
+	e.hint = scrubSecrets(e.hint, secrets)
+}
+
+// scrubList is what scrub removes after a request that sent refreshToken:
+// that token and every secret input, except client_id (an identifier, which
+// Google's hints quote). A multi-line secret (a PEM key) is scrubbed line by
+// line, and of a Google key file only its private key.
+func scrubList(inputs map[string]string, refreshToken string) []string {
+	out := []string{refreshToken}
+	for f, v := range inputs {
+		switch f {
+		case "client_id":
+			continue
+		case "credentials_json":
+			var kf struct {
+				PrivateKey string `json:"private_key"`
+			}
+			_ = json.Unmarshal([]byte(v), &kf)
+			v = kf.PrivateKey
+		}
+		words := strings.Fields(v)
+		if len(words) == 1 {
+			out = append(out, v)
+			continue
+		}
+		for _, w := range words {
+			if len(w) >= 16 && !strings.HasPrefix(w, "-") {
+				out = append(out, w)
+			}
+		}
+	}
+	return out
+}
+
+// secretWord is a run of characters that tokens and keys are made of.
+var secretWord = regexp.MustCompile(`[A-Za-z0-9_~+/=.\-]{8,}`)
+
+// redacted replaces a secret in upstream text.
+const redacted = "[redacted]"
+
+// scrubSecrets replaces each secret (6 characters or more) in text, and any
+// word of 8 or more characters that is a piece of one (a provider may quote
+// a token truncated or a part of it).
+func scrubSecrets(text string, secrets []string) string {
+	if text == "" {
+		return text
+	}
+	for _, sec := range secrets {
+		if len(sec) >= 6 {
+			text = strings.ReplaceAll(text, sec, redacted)
+		}
+	}
+	return secretWord.ReplaceAllStringFunc(text, func(w string) string {
+		core := strings.Trim(w, ".")
+		if len(core) < 8 {
+			return w
+		}
+		for _, sec := range secrets {
+			if strings.Contains(sec, core) {
+				return strings.Replace(w, core, redacted, 1)
+			}
+		}
+		return w
+	})
 }
 
 func parseRetryAfter(v string) time.Duration {

@@ -133,7 +133,10 @@ func faultsBackend(t *testing.T, clock *fakeClock, tr http.RoundTripper) *testBa
 	require.NoError(t, b.Setup(context.Background(), conf))
 	t.Cleanup(func() { b.clean(context.Background()) })
 	tb := &testBackend{backend: b, s: conf.StorageView}
-	tb.write(t, "config", map[string]interface{}{"http_timeout": int(faultsTimeout / time.Second), "background_refresh": false})
+	// min_refresh_interval 0: these tests read with min_ttl to make each
+	// read ask the provider.
+	tb.write(t, "config", map[string]interface{}{"http_timeout": int(faultsTimeout / time.Second), "background_refresh": false,
+		"min_refresh_interval": 0})
 	return tb
 }
 

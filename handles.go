@@ -40,12 +40,77 @@ func (hm *handleMap) peek(handle string) *handleCache {
 	return hm.m[handle]
 }
 
-// drop forgets the cached binding and token of a handle (storage changed
-// underneath). A pending, not yet persisted token state is kept.
-func (hm *handleMap) drop(handle string) {
-	if hc := hm.peek(handle); hc != nil {
-		hc.reset()
+// lock returns the handle's entry with its lock held, waiting on ctx. An
+// entry removed while this request waited is not used: two entries of one
+// handle would let two refreshes run at once and spend a rotating grant.
+func (hm *handleMap) lock(ctx context.Context, handle string) (*handleCache, error) {
+	for {
+		hc := hm.get(handle)
+		if err := hc.acquire(ctx); err != nil {
+			return nil, err
+		}
+		if hm.peek(handle) == hc {
+			return hc, nil
+		}
+		hc.release()
 	}
+}
+
+// unlock releases the handle's lock. An entry left with nothing loaded (no
+// binding, or dropped) and nothing pending is removed first, so entries
+// exist only for bound handles.
+func (hm *handleMap) unlock(handle string, hc *handleCache) {
+	if snap := hc.snap.Load(); (snap == nil || snap.binding == nil) && hc.pending == nil {
+		hm.remove(handle, hc)
+	}
+	hc.release()
+}
+
+// remove deletes the handle's entry if it is still hc.
+func (hm *handleMap) remove(handle string, hc *handleCache) {
+	hm.mu.Lock()
+	defer hm.mu.Unlock()
+	if hm.m[handle] == hc {
+		delete(hm.m, handle)
+	}
+}
+
+// drop forgets the cached binding and token of a handle (storage changed
+// underneath). An idle entry is removed; a busy one is reset, and its
+// holder removes it if no binding is left. A pending, not yet persisted
+// token state is kept.
+func (hm *handleMap) drop(handle string) {
+	hc := hm.peek(handle)
+	if hc == nil {
+		return
+	}
+	hc.reset()
+	select {
+	case hc.lock <- struct{}{}:
+		if hc.pending == nil {
+			hm.remove(handle, hc)
+		}
+		hc.release()
+	default:
+	}
+}
+
+// entries returns the current entries, for Clean.
+func (hm *handleMap) entries() map[string]*handleCache {
+	hm.mu.RLock()
+	defer hm.mu.RUnlock()
+	out := make(map[string]*handleCache, len(hm.m))
+	for h, hc := range hm.m {
+		out[h] = hc
+	}
+	return out
+}
+
+// len is the number of entries.
+func (hm *handleMap) len() int {
+	hm.mu.RLock()
+	defer hm.mu.RUnlock()
+	return len(hm.m)
 }
 
 func (hm *handleMap) clear() {
@@ -67,6 +132,14 @@ type handleCache struct {
 
 	// lastRead is the unix-nano time of the last token read, for background refresh.
 	lastRead atomic.Int64
+
+	// resets counts invalidations: a refresh publishes what it loaded only
+	// if none happened since it started (see publish).
+	resets atomic.Uint64
+
+	// unscheduled is set when background refresh skipped the handle (not
+	// read within background_window); the next read schedules it again.
+	unscheduled atomic.Bool
 
 	// The fields below are guarded by lock.
 
@@ -90,7 +163,21 @@ func (hc *handleCache) acquire(ctx context.Context) error {
 func (hc *handleCache) release() { <-hc.lock }
 
 // reset drops the cached snapshot; the next read reloads from storage.
-func (hc *handleCache) reset() { hc.snap.Store(nil) }
+func (hc *handleCache) reset() {
+	hc.resets.Add(1)
+	hc.snap.Store(nil)
+}
+
+// publish stores a snapshot loaded or built when the reset count was seen.
+// If an invalidation came in between, the snapshot may hold a binding that
+// storage no longer has, so it is dropped again: either this check sees the
+// new count, or the reset's own Store(nil) comes after this Store.
+func (hc *handleCache) publish(snap *snapshot, seen uint64) {
+	hc.snap.Store(snap)
+	if hc.resets.Load() != seen {
+		hc.snap.Store(nil)
+	}
+}
 
 func (hc *handleCache) touch(now time.Time) {
 	n := now.UnixNano()

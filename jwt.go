@@ -434,17 +434,20 @@ func (b *backend) postTokenForm(ctx context.Context, tokenURL string, form url.V
 }
 
 // parseExpiresIn reads expires_in given as a number or, as some providers
-// do, a string of digits. Zero means absent or unreadable.
+// do, a string of digits. Zero means absent or unreadable; an absurd value
+// is clamped to maxTokenLifetime (a Duration in nanoseconds cannot hold
+// every int64 of seconds).
 func parseExpiresIn(raw json.RawMessage) int64 {
 	s := strings.Trim(strings.TrimSpace(string(raw)), `"`)
 	if s == "" {
 		return 0
 	}
+	limit := int64(maxTokenLifetime / time.Second)
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {
-		return n
+		return min(n, limit)
 	}
-	if f, err := strconv.ParseFloat(s, 64); err == nil && f >= 1 && f < 1e12 {
-		return int64(f)
+	if f, err := strconv.ParseFloat(s, 64); err == nil && f >= 1 {
+		return int64(min(f, float64(limit)))
 	}
 	return 0
 }

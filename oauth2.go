@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -84,24 +85,21 @@ func clientAuthRefused(re *oauth2.RetrieveError) bool {
 	return re.Response != nil && re.Response.StatusCode == http.StatusUnauthorized
 }
 
-// refreshGrant runs the refresh-token grant (RFC 6749 section 6).
+// refreshGrant runs the refresh-token grant (RFC 6749 section 6). It goes
+// through clientcredentials.Config with grant_type overridden, not
+// oauth2.Config's TokenSource, because only the former sends the
+// configured scopes (section 6 allows narrowing them) and returns the raw
+// answer, from which expires_in is read for every answer shape.
 func refreshGrant(ctx context.Context, e *bindingEntry, in map[string]string, refreshToken string) (*upstreamToken, error) {
+	params := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}}
 	tok, err := withAuthStyle(e, func(style oauth2.AuthStyle) (*oauth2.Token, error) {
-		conf := &oauth2.Config{
-			ClientID:     in["client_id"],
-			ClientSecret: in["client_secret"],
-			Endpoint:     oauth2.Endpoint{TokenURL: e.tokenURL(), AuthStyle: style},
-			Scopes:       e.Scopes,
-		}
-		// An expired token makes the source refresh at once.
-		return conf.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken, Expiry: time.Unix(1, 0)}).Token()
+		return tokenRequest(ctx, e, in, params, style)
 	})
 	if err != nil {
 		return nil, err
 	}
 	out := fromOAuth2Token(tok)
-	// x/oauth2 copies the old refresh token into a response without one;
-	// report only a token the provider actually sent.
+	// Report only a new refresh token the provider actually sent.
 	if tok.RefreshToken == refreshToken {
 		out.RefreshToken = ""
 	}
@@ -115,15 +113,7 @@ func clientCredentialsGrant(ctx context.Context, e *bindingEntry, in map[string]
 		params.Set(k, v)
 	}
 	tok, err := withAuthStyle(e, func(style oauth2.AuthStyle) (*oauth2.Token, error) {
-		conf := &clientcredentials.Config{
-			ClientID:       in["client_id"],
-			ClientSecret:   in["client_secret"],
-			TokenURL:       e.tokenURL(),
-			Scopes:         e.Scopes,
-			EndpointParams: params,
-			AuthStyle:      style,
-		}
-		return conf.Token(ctx)
+		return tokenRequest(ctx, e, in, params, style)
 	})
 	if err != nil {
 		return nil, err
@@ -133,12 +123,39 @@ func clientCredentialsGrant(ctx context.Context, e *bindingEntry, in map[string]
 	return out, nil
 }
 
+// tokenRequest POSTs one token request with x/oauth2's retrieval: the
+// client authenticated as style says, the binding's scopes, and params
+// (which may override grant_type).
+func tokenRequest(ctx context.Context, e *bindingEntry, in map[string]string, params url.Values, style oauth2.AuthStyle) (*oauth2.Token, error) {
+	conf := &clientcredentials.Config{
+		ClientID:       in["client_id"],
+		ClientSecret:   in["client_secret"],
+		TokenURL:       e.tokenURL(),
+		Scopes:         e.Scopes,
+		EndpointParams: params,
+		AuthStyle:      style,
+	}
+	return conf.Token(ctx)
+}
+
+// fromOAuth2Token converts x/oauth2's token. expires_in is read from the
+// raw answer (JSON number or string, or a form value) rather than from
+// Token.Expiry, which x/oauth2 computes on its own clock.
 func fromOAuth2Token(tok *oauth2.Token) *upstreamToken {
+	var raw string
+	switch v := tok.Extra("expires_in").(type) {
+	case string:
+		raw = v
+	case int64:
+		raw = strconv.FormatInt(v, 10)
+	case float64:
+		raw = strconv.FormatFloat(v, 'f', -1, 64)
+	}
 	return &upstreamToken{
 		AccessToken:  tok.AccessToken,
 		TokenType:    tok.TokenType,
 		RefreshToken: tok.RefreshToken,
-		ExpiresIn:    time.Duration(tok.ExpiresIn) * time.Second,
+		ExpiresIn:    time.Duration(parseExpiresIn([]byte(raw))) * time.Second,
 	}
 }
 

@@ -34,6 +34,9 @@ type bindingEntry struct {
 	Inline map[string]string `json:"inline,omitempty"`
 	// Refs maps a secret-capable field to the name of a stored secret.
 	Refs map[string]string `json:"refs,omitempty"`
+	// ID is random, set when the binding is created; token state belongs
+	// to the binding with its ID (empty for bindings stored before IDs).
+	ID string `json:"id,omitempty"`
 	// Generation increases on every write; cached tokens obtained under an
 	// older generation are not served.
 	Generation uint64 `json:"generation"`
@@ -250,22 +253,27 @@ func bindingResponseData(handle string, e *bindingEntry, st *tokenState, missing
 
 func (b *backend) pathBindingDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	handle := d.Get("handle").(string)
+	// Unlike a write, a delete waits for a refresh in flight before it
+	// deletes the token state, which the refresh could otherwise write back.
+	// The handle's lock comes first (see the lock order in backend.go), so no
+	// binding stripe is held while waiting on the handle.
+	hc, err := b.handles.lock(ctx, handle)
+	if err != nil {
+		return nil, err
+	}
+	defer b.handles.unlock(handle, hc)
 	lock := locksutil.LockForKey(b.bindingLocks, handle)
 	lock.Lock()
 	defer lock.Unlock()
-	// Unlike a write, a delete waits for a refresh in flight before it
-	// deletes the token state, which the refresh could otherwise write back.
-	hc := b.handles.get(handle)
-	if err := hc.acquire(ctx); err != nil {
-		return nil, err
-	}
-	defer hc.release()
 	if err := req.Storage.Delete(ctx, tokenStoragePrefix+handle); err != nil {
 		return nil, fmt.Errorf("deleting cached token of %q: %w", handle, err)
 	}
 	if err := req.Storage.Delete(ctx, bindingStoragePrefix+handle); err != nil {
 		return nil, fmt.Errorf("deleting binding %q: %w", handle, err)
 	}
+	// A state whose write failed belongs to the deleted binding: gone too.
+	hc.pending = nil
+	hc.lastFailure = nil
 	hc.reset()
 	b.scheduler.remove(handle)
 	return nil, nil
@@ -273,45 +281,46 @@ func (b *backend) pathBindingDelete(ctx context.Context, req *logical.Request, d
 
 func (b *backend) pathBindingWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	handle := d.Get("handle").(string)
+	e, resp, err := b.storeBinding(ctx, req.Storage, handle, d)
+	if err != nil || resp != nil {
+		return resp, err
+	}
+	// The next read reloads the binding; a token obtained under the old
+	// generation is not served, but a rotated refresh token is kept. This
+	// waits for a refresh in flight, so it runs with no mount lock held.
+	b.forgetBinding(ctx, handle)
+	return b.bindingWriteWarnings(ctx, req.Storage, handle, e)
+}
+
+// storeBinding merges the write into the stored binding and stores it,
+// holding the handle's binding stripe and the references lock (for reading)
+// only for that: neither is held across a wait on the handle.
+func (b *backend) storeBinding(ctx context.Context, s logical.Storage, handle string, d *framework.FieldData) (*bindingEntry, *logical.Response, error) {
 	lock := locksutil.LockForKey(b.bindingLocks, handle)
 	lock.Lock()
 	defer lock.Unlock()
 	b.refsLock.RLock()
 	defer b.refsLock.RUnlock()
 
-	old, err := getBinding(ctx, req.Storage, handle)
+	old, err := getBinding(ctx, s, handle)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	e, ferr := applyBindingInput(old, d)
 	if ferr != nil {
-		return ferr.response(), nil
+		return nil, ferr.response(), nil
 	}
 	now := b.now().UTC()
 	if old == nil {
 		e.CreatedAt = now
+		e.ID = newBindingID()
 	}
 	e.UpdatedAt = now
 	e.Generation++
-	if err := putBinding(ctx, req.Storage, handle, e); err != nil {
-		return nil, err
+	if err := putBinding(ctx, s, handle, e); err != nil {
+		return nil, nil, err
 	}
-	// The next read reloads the binding; a token obtained under the old
-	// generation is not served, but a rotated refresh token is kept.
-	b.forgetBinding(ctx, handle)
-
-	missing, err := missingSecrets(ctx, req.Storage, e)
-	if err != nil {
-		return nil, err
-	}
-	if len(missing) == 0 {
-		return nil, nil
-	}
-	resp := &logical.Response{}
-	for _, m := range missing {
-		resp.AddWarning(m + " does not exist yet; write it before reading token/" + handle)
-	}
-	return resp, nil
+	return e, nil, nil
 }
 
 // forgetBinding drops what readers cached of a handle's binding after it was
@@ -331,27 +340,6 @@ func (b *backend) forgetBinding(ctx context.Context, handle string) {
 	defer hc.release()
 	hc.reset()
 	hc.lastFailure = nil
-}
-
-// missingSecrets lists "secret <name> (field <f>)" for each reference whose
-// secret is not stored.
-func missingSecrets(ctx context.Context, s logical.Storage, e *bindingEntry) ([]string, error) {
-	fields := make([]string, 0, len(e.Refs))
-	for f := range e.Refs {
-		fields = append(fields, f)
-	}
-	sort.Strings(fields)
-	var out []string
-	for _, f := range fields {
-		sec, err := getSecret(ctx, s, e.Refs[f])
-		if err != nil {
-			return nil, err
-		}
-		if sec == nil {
-			out = append(out, fmt.Sprintf("secret %q (field %s)", e.Refs[f], f+secretRefSuffix))
-		}
-	}
-	return out, nil
 }
 
 func (b *backend) pathBindingRefresh(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

@@ -25,6 +25,9 @@ type configEntry struct {
 	BackgroundRefresh bool `json:"background_refresh"`
 	// BackgroundWindow: a handle read within this window counts as recently read.
 	BackgroundWindow time.Duration `json:"background_window"`
+	// MinRefreshInterval: reads whose min_ttl the last refresh could not
+	// satisfy refresh a handle at most once per interval.
+	MinRefreshInterval time.Duration `json:"min_refresh_interval"`
 }
 
 func defaultConfig() *configEntry {
@@ -34,6 +37,7 @@ func defaultConfig() *configEntry {
 		HTTPTimeout:          30 * time.Second,
 		BackgroundRefresh:    true,
 		BackgroundWindow:     time.Hour,
+		MinRefreshInterval:   10 * time.Second,
 	}
 }
 
@@ -76,6 +80,11 @@ func pathConfig(b *backend) *framework.Path {
 				Description: "A handle read within this window is refreshed in the background. Default 1h.",
 				Default:     3600,
 			},
+			"min_refresh_interval": {
+				Type:        framework.TypeDurationSecond,
+				Description: "Reads asking for more life (min_ttl) than the provider issues refresh a handle at most once per interval; in between they get the fresh token with a warning. Default 10s.",
+				Default:     10,
+			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
@@ -106,6 +115,7 @@ var configResponseFields = map[string]*framework.FieldSchema{
 	"http_timeout":           {Type: framework.TypeDurationSecond, Required: true},
 	"background_refresh":     {Type: framework.TypeBool, Required: true},
 	"background_window":      {Type: framework.TypeDurationSecond, Required: true},
+	"min_refresh_interval":   {Type: framework.TypeDurationSecond, Required: true},
 }
 
 // getConfig returns the mount configuration, defaults when none is stored.
@@ -143,6 +153,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, d *f
 		"http_timeout":           int64(c.HTTPTimeout.Seconds()),
 		"background_refresh":     c.BackgroundRefresh,
 		"background_window":      int64(c.BackgroundWindow.Seconds()),
+		"min_refresh_interval":   int64(c.MinRefreshInterval.Seconds()),
 	}}, nil
 }
 
@@ -164,6 +175,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		{"default_token_lifetime", &c.DefaultTokenLifetime, time.Minute, 24 * time.Hour},
 		{"http_timeout", &c.HTTPTimeout, minHTTPTimeout, maxHTTPTimeout},
 		{"background_window", &c.BackgroundWindow, time.Minute, 30 * 24 * time.Hour},
+		{"min_refresh_interval", &c.MinRefreshInterval, 0, time.Hour},
 	}
 	for _, f := range durations {
 		raw, ok, err := d.GetOkErr(f.field)
@@ -204,4 +216,6 @@ life left than the margin, or than a read's min_ttl, is refreshed first).
 default_token_lifetime is assumed for token responses without expires_in.
 http_timeout bounds every upstream token request. background_refresh and
 background_window control refreshing recently read handles ahead of time.
+min_refresh_interval bounds refreshes driven by min_ttl beyond what the
+provider issues: at most one per handle per interval.
 `

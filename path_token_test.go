@@ -203,6 +203,8 @@ func TestToken_RotationPersistedAndNeverReused(t *testing.T) {
 	idp := newFakeIdP(t)
 	idp.rotate = true
 	bindRefresh(t, b, "crm", idp.URL)
+	// min_ttl makes each read ask the provider here.
+	b.write(t, "config", map[string]interface{}{"min_refresh_interval": 0})
 
 	for i := 0; i < 20; i++ {
 		resp := b.read(t, "token/crm", map[string]interface{}{"min_ttl": "2h"})
@@ -398,6 +400,8 @@ func TestToken_MissingExpiresIn(t *testing.T) {
 	idp := newFakeIdP(t)
 	idp.expiresIn = 0
 	bindRefresh(t, b, "crm", idp.URL)
+	// min_ttl makes each read ask the provider here.
+	b.write(t, "config", map[string]interface{}{"min_refresh_interval": 0})
 	resp := b.read(t, "token/crm", nil)
 	require.EqualValues(t, 600, resp.Data["expires_in"], "default_token_lifetime")
 
@@ -434,6 +438,8 @@ func TestToken_StoreFailureKeepsRotatedToken(t *testing.T) {
 	idp.rotate = true
 	bindRefresh(t, b, "crm", idp.URL)
 
+	// min_ttl makes each read ask the provider here.
+	b.write(t, "config", map[string]interface{}{"min_refresh_interval": 0})
 	failing := &failingStorage{Storage: b.s}
 	failing.failPuts.Store(true)
 	resp, err := b.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "token/crm", Storage: failing})

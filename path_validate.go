@@ -16,6 +16,9 @@ const (
 	problemKindMismatch  = "kind_mismatch"
 	problemMissingSecret = "missing_secret"
 	problemNeedsReauth   = "needs_reauth"
+	// problemSharedRefreshToken (a warning): another binding references
+	// the same refresh_token secret.
+	problemSharedRefreshToken = "shared_refresh_token"
 )
 
 // maxRequirements bounds one validate request.
@@ -171,6 +174,16 @@ func (b *backend) pathValidate(ctx context.Context, req *logical.Request, d *fra
 		if st != nil && st.Status.Health == healthNeedsReauth {
 			p["problem"] = problemNeedsReauth
 			p["detail"] = fmt.Sprintf("node %q uses handle %q, which needs re-authorization: %s", r.node, r.handle, st.Status.LastError)
+			problems = append(problems, p)
+			continue
+		}
+		sharing, err := bindingsSharingRefreshSecret(ctx, req.Storage, r.handle, e)
+		if err != nil {
+			return nil, err
+		}
+		if len(sharing) > 0 {
+			p["problem"] = problemSharedRefreshToken
+			p["detail"] = fmt.Sprintf("node %q uses %s", r.node, sharedRefreshTokenDetail(r.handle, e, sharing))
 			problems = append(problems, p)
 		}
 	}

@@ -2,118 +2,11 @@ package flowcred
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"sort"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
-	"golang.org/x/net/http/httpguts"
 )
-
-// tokenState is a handle's token and refresh state, stored seal-wrapped at
-// tokens/<handle> so that a restart or plugin reload does not force a refresh.
-type tokenState struct {
-	// AccessToken is the last token obtained upstream.
-	AccessToken string `json:"access_token,omitempty"`
-	// TokenType as the provider named it, normalised (Bearer).
-	TokenType string `json:"token_type,omitempty"`
-	// Expiry of AccessToken; zero means none is known.
-	Expiry time.Time `json:"expiry,omitempty"`
-	// ObtainedAt is when AccessToken was issued to us.
-	ObtainedAt time.Time `json:"obtained_at,omitempty"`
-	// Generation is the binding generation AccessToken was obtained under.
-	Generation uint64 `json:"generation"`
-	// RefreshToken is the newest refresh token the provider gave us. It
-	// replaces the binding's configured one while RefreshOrigin matches.
-	RefreshToken string `json:"refresh_token,omitempty"`
-	// RefreshOrigin is a hash of the configured refresh token that
-	// RefreshToken descends from. When an operator configures a different
-	// refresh token, the hashes differ and the configured one is used.
-	RefreshOrigin string `json:"refresh_origin,omitempty"`
-	// ReauthFingerprint is a hash of the inputs that were refused with a
-	// re-authorization error; while they are unchanged, reads fail fast
-	// instead of asking the provider again.
-	ReauthFingerprint string `json:"reauth_fingerprint,omitempty"`
-	// Status is what binding reads show.
-	Status bindingStatus `json:"status"`
-}
-
-// bindingStatus is the status object of design.md.
-type bindingStatus struct {
-	Health              string    `json:"health,omitempty"`
-	LastRefreshAt       time.Time `json:"last_refresh_at,omitempty"`
-	LastError           string    `json:"last_error,omitempty"`
-	LastErrorCode       string    `json:"last_error_code,omitempty"`
-	LastErrorAt         time.Time `json:"last_error_at,omitempty"`
-	ConsecutiveFailures int       `json:"consecutive_failures,omitempty"`
-}
-
-func getTokenState(ctx context.Context, s logical.Storage, handle string) (*tokenState, error) {
-	entry, err := s.Get(ctx, tokenStoragePrefix+handle)
-	if err != nil {
-		return nil, fmt.Errorf("reading token state of %q: %w", handle, err)
-	}
-	if entry == nil {
-		return nil, nil
-	}
-	var st tokenState
-	if err := entry.DecodeJSON(&st); err != nil {
-		return nil, fmt.Errorf("decoding token state of %q: %w", handle, err)
-	}
-	return &st, nil
-}
-
-func putTokenState(ctx context.Context, s logical.Storage, handle string, st *tokenState) error {
-	entry, err := logical.StorageEntryJSON(tokenStoragePrefix+handle, st)
-	if err != nil {
-		return err
-	}
-	if err := s.Put(ctx, entry); err != nil {
-		return fmt.Errorf("writing token state of %q: %w", handle, err)
-	}
-	return nil
-}
-
-func statusData(e *bindingEntry, st *tokenState, missing []string) map[string]interface{} {
-	out := map[string]interface{}{
-		"health":               healthUnknown,
-		"consecutive_failures": 0,
-	}
-	if e.Kind == kindAPIToken {
-		out["health"] = healthOK
-	}
-	if st != nil {
-		if st.Status.Health != "" {
-			out["health"] = st.Status.Health
-		}
-		if !st.Status.LastRefreshAt.IsZero() {
-			out["last_refresh_at"] = st.Status.LastRefreshAt.UTC().Format(time.RFC3339)
-		}
-		if !st.Expiry.IsZero() && st.AccessToken != "" {
-			out["expires_at"] = st.Expiry.UTC().Format(time.RFC3339)
-		}
-		if st.Status.LastError != "" {
-			out["last_error"] = st.Status.LastError
-			out["last_error_at"] = st.Status.LastErrorAt.UTC().Format(time.RFC3339)
-		}
-		if st.Status.LastErrorCode != "" {
-			out["last_error_code"] = st.Status.LastErrorCode
-		}
-		out["consecutive_failures"] = st.Status.ConsecutiveFailures
-	}
-	if len(missing) > 0 {
-		out["missing_secrets"] = missing
-		out["last_error"] = "missing " + strings.Join(missing, ", ")
-		if e.Kind == kindAPIToken {
-			out["health"] = healthUnknown
-		}
-	}
-	return out
-}
 
 // readOpts are the options of one material request.
 type readOpts struct {
@@ -173,68 +66,95 @@ func (b *backend) servable(snap *snapshot, cfg *configEntry, minTTL time.Duratio
 	return snap.mat.fresh(cfg, minTTL, now)
 }
 
+// materialResult carries a locked read's outcome to the reader.
+type materialResult struct {
+	mat  *material
+	resp *logical.Response
+	err  error
+}
+
 // material returns a handle's credential material, refreshing it when the
 // cached token is not fresh (or when force is set). Exactly one of the
 // results is non-nil, except that a served material may come with a
 // response carrying warnings.
+//
+// Everything after taking the handle's lock runs detached from the reader:
+// a refresh, once sent, runs to completion (bounded by http_timeout) and
+// stores its result even when the reader hangs up, because a rotating
+// provider has spent the refresh token it was sent. The reader waits on its
+// own context; its cancellation is never a provider failure.
 func (b *backend) material(ctx context.Context, s logical.Storage, handle string, o readOpts) (*material, *logical.Response, error) {
-	minTTL, force := o.minTTL, o.force
 	cfg, err := b.getConfig(ctx, s)
 	if err != nil {
 		return nil, nil, err
 	}
-	hc := b.handles.get(handle)
 	now := b.now()
-	if !force {
-		if snap := hc.snap.Load(); b.servable(snap, cfg, minTTL, now) {
+	if hc := b.handles.peek(handle); hc != nil && !o.force {
+		if snap := hc.snap.Load(); b.servable(snap, cfg, o.minTTL, now) {
 			if !o.background {
-				hc.touch(now)
+				b.touched(hc, handle, cfg, snap.mat, now)
 			}
 			return snap.mat, nil, nil
 		}
 	}
 
-	waitStart := now
-	if err := hc.acquire(ctx); err != nil {
+	hc, err := b.handles.lock(ctx, handle)
+	if err != nil {
 		return nil, nil, err
 	}
-	defer hc.release()
-	if !o.background {
-		hc.touch(b.now())
+	done := make(chan materialResult, 1)
+	go func() {
+		defer b.handles.unlock(handle, hc)
+		m, r, err := b.materialLocked(context.WithoutCancel(ctx), s, hc, handle, o, cfg, now)
+		done <- materialResult{m, r, err}
+	}()
+	select {
+	case r := <-done:
+		return r.mat, r.resp, r.err
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
 	}
+}
 
-	snap, err := b.loadSnapshot(ctx, s, hc, handle)
+// materialLocked is material with the handle's lock held: load, answer from
+// the cache if that is allowed, else refresh upstream and commit.
+func (b *backend) materialLocked(ctx context.Context, s logical.Storage, hc *handleCache, handle string, o readOpts, cfg *configEntry, waitStart time.Time) (*material, *logical.Response, error) {
+	seen := hc.resets.Load()
+	snap, err := b.loadSnapshot(ctx, s, hc, handle, seen)
 	if err != nil {
 		return nil, nil, err
 	}
 	if snap == nil {
 		return nil, logical.ErrorResponse("no binding for handle %q", handle), nil
 	}
-	now = b.now()
-	if !force && b.servable(snap, cfg, minTTL, now) {
-		return snap.mat, nil, nil
-	}
-	// A refresh that completed while this request waited answers it too,
-	// even when the provider issues less life than min_ttl asks for.
-	if m := snap.mat; !force && m != nil && !m.static && m.obtainedAt.After(waitStart) && m.expiry.After(now) {
+	now := b.now()
+	if m := b.cachedAnswer(snap, cfg, o, waitStart, now); m != nil {
+		if !o.background {
+			b.touched(hc, handle, cfg, m, now)
+		}
 		return m, nil, nil
 	}
-	spec := kindSpecs[snap.binding.Kind]
+	if !o.background {
+		hc.touch(now)
+	}
 	inputs, missingResp, err := b.resolveInputs(ctx, s, handle, snap.binding)
 	if err != nil || missingResp != nil {
 		return nil, missingResp, err
 	}
-	if !spec.upstream {
+	if !kindSpecs[snap.binding.Kind].upstream {
+		if ferr := checkStaticInputs(snap.binding, inputs); ferr != nil {
+			return nil, logical.ErrorResponse("handle %q: %s", handle, ferr.Error()), nil
+		}
 		mat := staticMaterial(handle, snap.binding, inputs, now)
-		hc.snap.Store(&snapshot{binding: snap.binding, state: snap.state, mat: mat, epoch: snap.epoch})
+		hc.publish(&snapshot{binding: snap.binding, state: snap.state, mat: mat, epoch: snap.epoch}, seen)
 		return mat, nil, nil
 	}
 
 	// A failure that happened while this request waited for the lock
 	// answers it too: concurrent readers cause one upstream request, even
 	// when it fails.
-	if f := hc.lastFailure; f != nil && !force && (!f.at.Before(waitStart) || now.Before(f.retryAfter)) {
-		return b.failureAnswer(handle, snap, f.err, minTTL, now)
+	if f := hc.lastFailure; f != nil && !o.force && (!f.at.Before(waitStart) || now.Before(f.retryAfter)) {
+		return b.failureAnswer(handle, snap, f.err, o.minTTL, now)
 	}
 
 	st := &tokenState{}
@@ -242,60 +162,88 @@ func (b *backend) material(ctx context.Context, s logical.Storage, handle string
 		cp := *snap.state
 		st = &cp
 	}
+	st.BindingID = snap.binding.ID
 	fp := inputsFingerprint(snap.binding, inputs)
-	if !force && st.Status.Health == healthNeedsReauth && st.ReauthFingerprint == fp {
+	if !o.force && st.Status.Health == healthNeedsReauth && st.ReauthFingerprint == fp {
 		ue := &upstreamError{class: classReauth, code: st.Status.LastErrorCode, msg: st.Status.LastError}
-		return b.failureAnswer(handle, snap, ue, minTTL, now)
+		return b.failureAnswer(handle, snap, ue, o.minTTL, now)
 	}
 
-	// Choose the refresh token: the newest rotated one, unless an operator
+	// The refresh token to send: the newest rotated one, unless an operator
 	// has configured a different one since.
 	origin := hashSecret(inputs["refresh_token"])
 	refreshToken := inputs["refresh_token"]
 	if st.RefreshToken != "" && st.RefreshOrigin == origin {
 		refreshToken = st.RefreshToken
 	}
-
-	tctx, cancel := context.WithTimeout(ctx, cfg.HTTPTimeout)
-	tok, err := b.fetchToken(tctx, snap.binding, inputs, refreshToken)
-	cancel()
-	if err == nil {
-		err = checkUpstreamToken(tok)
-	}
+	tok, ue := b.refreshUpstream(ctx, cfg, snap.binding, inputs, refreshToken)
 	now = b.now()
-	if err != nil {
-		ue := classifyUpstream(err)
-		b.recordFailure(ctx, s, hc, handle, snap, st, ue, fp, now)
-		return b.failureAnswer(handle, snap, ue, minTTL, now)
+	if tok != nil && tok.RefreshToken != "" && tok.RefreshToken != refreshToken {
+		// Kept even when the rest of the answer is refused: the provider
+		// has rotated, and the token sent is spent.
+		st.RefreshToken, st.RefreshOrigin = tok.RefreshToken, origin
 	}
+	if ue != nil {
+		b.recordFailure(ctx, s, hc, handle, snap, st, ue, fp, now, seen)
+		return b.failureAnswer(handle, snap, ue, o.minTTL, now)
+	}
+	return b.commit(ctx, s, hc, handle, snap, st, tok, cfg, now, seen)
+}
 
-	// Success. Persist before handing anything out: a rotated refresh token
-	// must be in storage before the provider's new access token is used.
-	if tok.RefreshToken != "" && tok.RefreshToken != refreshToken {
-		st.RefreshToken = tok.RefreshToken
-		st.RefreshOrigin = origin
+// cachedAnswer returns the cached material when it may answer the read
+// without a refresh, else nil.
+func (b *backend) cachedAnswer(snap *snapshot, cfg *configEntry, o readOpts, waitStart, now time.Time) *material {
+	m := snap.mat
+	switch {
+	case o.force || m == nil:
+		return nil
+	case b.servable(snap, cfg, o.minTTL, now):
+		return m
+	case m.static:
+		return nil
+	case m.obtainedAt.After(waitStart) && m.expiry.After(now):
+		// A refresh that completed while this request waited answers it
+		// too, even when the provider issues less life than min_ttl asks.
+		return m
+	case m.fresh(cfg, 0, now) && now.Sub(m.obtainedAt) < cfg.MinRefreshInterval:
+		// min_ttl asks for more than the last refresh gave: at most one
+		// refresh per min_refresh_interval (tokenResponse warns).
+		return m
 	}
+	return nil
+}
+
+// refreshUpstream asks the provider for a token, bounded by http_timeout.
+// On failure the error is classified and scrubbed of every secret the
+// request carried; the token is also returned when it was received but
+// refused, so that a rotated refresh token in it is not lost.
+func (b *backend) refreshUpstream(ctx context.Context, cfg *configEntry, e *bindingEntry, inputs map[string]string, refreshToken string) (*upstreamToken, *upstreamError) {
+	tctx, cancel := context.WithTimeout(ctx, cfg.HTTPTimeout)
+	defer cancel()
+	tok, err := b.fetchToken(tctx, e, inputs, refreshToken)
+	if err == nil {
+		if err = checkUpstreamToken(tok); err == nil {
+			return tok, nil
+		}
+	}
+	ue := classifyUpstream(err)
+	ue.scrub(scrubList(inputs, refreshToken))
+	return tok, ue
+}
+
+// commit stores a successful refresh, then publishes it. The rotated
+// refresh token is in storage before the new access token is handed out.
+func (b *backend) commit(ctx context.Context, s logical.Storage, hc *handleCache, handle string, snap *snapshot, st *tokenState, tok *upstreamToken, cfg *configEntry, now time.Time, seen uint64) (*material, *logical.Response, error) {
 	st.AccessToken = tok.AccessToken
 	st.TokenType = normalizeTokenType(tok.TokenType)
 	st.ObtainedAt = now
-	// expires_in counts from now on this node's clock; an absolute expiry
-	// (a JWT's exp) is taken as is.
-	st.Expiry = tok.Expiry
-	if tok.ExpiresIn > 0 {
-		st.Expiry = now.Add(tok.ExpiresIn)
-	}
-	if st.Expiry.IsZero() {
-		st.Expiry = jwtExpiry(tok.AccessToken)
-	}
-	if st.Expiry.IsZero() || !st.Expiry.After(now) {
-		st.Expiry = now.Add(cfg.DefaultTokenLifetime)
-	}
+	st.Expiry = tokenExpiry(tok, cfg, now)
 	st.Generation = snap.binding.Generation
 	st.ReauthFingerprint = ""
 	st.Status = bindingStatus{Health: healthOK, LastRefreshAt: now}
 	if err := putTokenState(ctx, s, handle, st); err != nil {
 		// Keep the state, with its possibly rotated refresh token, and write
-		// it before anything else on the next request.
+		// it before anything else on the next request (or at Clean).
 		hc.pending = st
 		hc.snap.Store(nil)
 		b.Logger().Error("storing refreshed token failed; kept in memory and retried on next read", "handle", handle, "error", err)
@@ -303,29 +251,37 @@ func (b *backend) material(ctx context.Context, s logical.Storage, handle string
 	}
 	hc.lastFailure = nil
 	mat := upstreamMaterial(handle, snap.binding, st)
-	hc.snap.Store(&snapshot{binding: snap.binding, state: st, mat: mat, epoch: snap.epoch})
+	hc.publish(&snapshot{binding: snap.binding, state: st, mat: mat, epoch: snap.epoch}, seen)
 	b.scheduler.schedule(handle, b.backgroundDue(cfg, mat))
 	b.Logger().Debug("token refreshed", "handle", handle, "kind", snap.binding.Kind, "expires_at", st.Expiry.UTC().Format(time.RFC3339))
 	return mat, nil, nil
 }
 
 // loadSnapshot returns the handle's current snapshot, reading storage when
-// the in-memory one was dropped. Called with the handle's lock held.
-func (b *backend) loadSnapshot(ctx context.Context, s logical.Storage, hc *handleCache, handle string) (*snapshot, error) {
+// the in-memory one was dropped. Called with the handle's lock held; seen
+// is the handle's reset count when the caller started.
+func (b *backend) loadSnapshot(ctx context.Context, s logical.Storage, hc *handleCache, handle string, seen uint64) (*snapshot, error) {
 	epoch := b.secretsEpoch.Load()
-	if hc.pending != nil {
-		if err := putTokenState(ctx, s, handle, hc.pending); err != nil {
-			return nil, fmt.Errorf("storing the pending token state of %q: %w", handle, err)
+	if hc.pending == nil {
+		if snap := hc.snap.Load(); snap != nil && (snap.mat == nil || !snap.mat.static || snap.epoch == epoch) {
+			return snap, nil
 		}
-		hc.pending = nil
-		hc.snap.Store(nil)
-	}
-	if snap := hc.snap.Load(); snap != nil && (snap.mat == nil || !snap.mat.static || snap.epoch == epoch) {
-		return snap, nil
 	}
 	be, err := getBinding(ctx, s, handle)
 	if err != nil {
 		return nil, err
+	}
+	if p := hc.pending; p != nil {
+		// A state whose write failed belongs to the binding it was obtained
+		// under; a binding deleted (and maybe created again) since never
+		// sees it.
+		if be != nil && p.BindingID == be.ID {
+			if err := putTokenState(ctx, s, handle, p); err != nil {
+				return nil, fmt.Errorf("storing the pending token state of %q: %w", handle, err)
+			}
+		}
+		hc.pending = nil
+		hc.snap.Store(nil)
 	}
 	if be == nil {
 		return nil, nil
@@ -333,6 +289,9 @@ func (b *backend) loadSnapshot(ctx context.Context, s logical.Storage, hc *handl
 	st, err := getTokenState(ctx, s, handle)
 	if err != nil {
 		return nil, err
+	}
+	if st != nil && st.BindingID != be.ID {
+		st = nil // left behind by an earlier binding of the same handle
 	}
 	snap := &snapshot{binding: be, state: st, epoch: epoch}
 	if st != nil && st.AccessToken != "" && st.Generation == be.Generation && kindSpecs[be.Kind].upstream {
@@ -344,7 +303,7 @@ func (b *backend) loadSnapshot(ctx context.Context, s logical.Storage, hc *handl
 			b.scheduler.schedule(handle, b.backgroundDue(cfg, snap.mat))
 		}
 	}
-	hc.snap.Store(snap)
+	hc.publish(snap, seen)
 	return snap, nil
 }
 
@@ -371,7 +330,7 @@ func (b *backend) resolveInputs(ctx context.Context, s logical.Storage, handle s
 }
 
 // recordFailure updates and stores the status after a failed refresh.
-func (b *backend) recordFailure(ctx context.Context, s logical.Storage, hc *handleCache, handle string, snap *snapshot, st *tokenState, ue *upstreamError, fp string, now time.Time) {
+func (b *backend) recordFailure(ctx context.Context, s logical.Storage, hc *handleCache, handle string, snap *snapshot, st *tokenState, ue *upstreamError, fp string, now time.Time, seen uint64) {
 	st.Status.Health = ue.health()
 	st.Status.LastError = ue.Error()
 	st.Status.LastErrorCode = ue.code
@@ -398,7 +357,11 @@ func (b *backend) recordFailure(ctx context.Context, s logical.Storage, hc *hand
 		"token_endpoint_host", hostOf(snap.binding.tokenURL()), "status", ue.status, "error_code", ue.code,
 		"consecutive_failures", st.Status.ConsecutiveFailures)
 	if err := putTokenState(ctx, s, handle, st); err != nil {
-		b.Logger().Warn("storing binding status failed", "handle", handle, "error", err)
+		// The state may hold a refresh token rotated by a refused answer:
+		// keep it and write it first, like a failed commit.
+		hc.pending = st
+		hc.snap.Store(nil)
+		b.Logger().Warn("storing binding status failed; kept in memory and retried on next read", "handle", handle, "error", err)
 		return
 	}
 	// Keep serving the cached token (if any) with the new status; while the
@@ -410,7 +373,7 @@ func (b *backend) recordFailure(ctx context.Context, s logical.Storage, hc *hand
 			handle, ue.Error(), mat.expiry.UTC().Format(time.RFC3339))
 		mat = &cp
 	}
-	hc.snap.Store(&snapshot{binding: snap.binding, state: st, mat: mat, epoch: snap.epoch})
+	hc.publish(&snapshot{binding: snap.binding, state: st, mat: mat, epoch: snap.epoch}, seen)
 }
 
 // failureAnswer serves the cached token when a transient failure allows it
@@ -429,81 +392,4 @@ func (b *backend) failureAnswer(handle string, snap *snapshot, ue *upstreamError
 		return &cp, nil, nil
 	}
 	return nil, nil, logical.CodedError(502, fmt.Sprintf("handle %q: %s, and no cached token is valid", handle, ue.Error()))
-}
-
-// maxTokenBytes bounds an access token taken from a provider.
-const maxTokenBytes = 16 << 10
-
-// checkUpstreamToken refuses a token that cannot be put in a header as is:
-// a provider (or something in front of it) must not be able to inject
-// headers into every connector request through the token or its type.
-func checkUpstreamToken(tok *upstreamToken) error {
-	bad := func(v string) bool {
-		return !httpguts.ValidHeaderFieldValue(v) || strings.ContainsAny(v, "\r\n\t ")
-	}
-	switch {
-	case tok.AccessToken == "":
-		return &upstreamError{class: classTransient, msg: "token endpoint answered without an access_token"}
-	case len(tok.AccessToken) > maxTokenBytes:
-		return &upstreamError{class: classTransient, msg: fmt.Sprintf("token endpoint answered with an access token longer than %d bytes", maxTokenBytes)}
-	case bad(tok.AccessToken):
-		return &upstreamError{class: classTransient, msg: "token endpoint answered with an access token that is not a valid header value"}
-	case tok.TokenType != "" && !isHTTPToken(tok.TokenType):
-		return &upstreamError{class: classTransient, msg: "token endpoint answered with a token_type that is not a valid authentication scheme"}
-	}
-	return nil
-}
-
-// inputsFingerprint identifies the inputs a re-authorization error refers to.
-func inputsFingerprint(e *bindingEntry, inputs map[string]string) string {
-	keys := make([]string, 0, len(inputs))
-	for k := range inputs {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	h := sha256.New()
-	fmt.Fprintf(h, "%d\x00", e.Generation)
-	for _, k := range keys {
-		fmt.Fprintf(h, "%s\x00%s\x00", k, inputs[k])
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-func hashSecret(v string) string {
-	if v == "" {
-		return ""
-	}
-	sum := sha256.Sum256([]byte(v))
-	return hex.EncodeToString(sum[:])
-}
-
-func normalizeTokenType(t string) string {
-	if t == "" || strings.EqualFold(t, "bearer") {
-		return "Bearer"
-	}
-	return t
-}
-
-// jwtExpiry returns the exp claim of a JWT access token, or zero. The token
-// is not verified: the expiry only decides when to refresh.
-func jwtExpiry(tok string) time.Time {
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		return time.Time{}
-	}
-	payload, err := decodeSegment(parts[1])
-	if err != nil {
-		return time.Time{}
-	}
-	var claims struct {
-		Exp json.Number `json:"exp"`
-	}
-	if err := json.Unmarshal(payload, &claims); err != nil {
-		return time.Time{}
-	}
-	secs, err := claims.Exp.Int64()
-	if err != nil || secs <= 0 {
-		return time.Time{}
-	}
-	return time.Unix(secs, 0)
 }

@@ -1,0 +1,115 @@
+package flowcred
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// tokenState is a handle's token and refresh state, stored seal-wrapped at
+// tokens/<handle> so that a restart or plugin reload does not force a refresh.
+type tokenState struct {
+	// AccessToken is the last token obtained upstream.
+	AccessToken string `json:"access_token,omitempty"`
+	// TokenType as the provider named it, normalised (Bearer).
+	TokenType string `json:"token_type,omitempty"`
+	// Expiry of AccessToken; zero means none is known.
+	Expiry time.Time `json:"expiry,omitempty"`
+	// ObtainedAt is when AccessToken was issued to us.
+	ObtainedAt time.Time `json:"obtained_at,omitempty"`
+	// Generation is the binding generation AccessToken was obtained under.
+	Generation uint64 `json:"generation"`
+	// BindingID is the ID of the binding this state belongs to: a binding
+	// deleted and created again under the same handle has another ID and
+	// never sees this state.
+	BindingID string `json:"binding_id,omitempty"`
+	// RefreshToken is the newest refresh token the provider gave us. It
+	// replaces the binding's configured one while RefreshOrigin matches.
+	RefreshToken string `json:"refresh_token,omitempty"`
+	// RefreshOrigin is a hash of the configured refresh token that
+	// RefreshToken descends from. When an operator configures a different
+	// refresh token, the hashes differ and the configured one is used.
+	RefreshOrigin string `json:"refresh_origin,omitempty"`
+	// ReauthFingerprint is a hash of the inputs that were refused with a
+	// re-authorization error; while they are unchanged, reads fail fast
+	// instead of asking the provider again.
+	ReauthFingerprint string `json:"reauth_fingerprint,omitempty"`
+	// Status is what binding reads show.
+	Status bindingStatus `json:"status"`
+}
+
+// bindingStatus is the status object of design.md.
+type bindingStatus struct {
+	Health              string    `json:"health,omitempty"`
+	LastRefreshAt       time.Time `json:"last_refresh_at,omitempty"`
+	LastError           string    `json:"last_error,omitempty"`
+	LastErrorCode       string    `json:"last_error_code,omitempty"`
+	LastErrorAt         time.Time `json:"last_error_at,omitempty"`
+	ConsecutiveFailures int       `json:"consecutive_failures,omitempty"`
+}
+
+func getTokenState(ctx context.Context, s logical.Storage, handle string) (*tokenState, error) {
+	entry, err := s.Get(ctx, tokenStoragePrefix+handle)
+	if err != nil {
+		return nil, fmt.Errorf("reading token state of %q: %w", handle, err)
+	}
+	if entry == nil {
+		return nil, nil
+	}
+	var st tokenState
+	if err := entry.DecodeJSON(&st); err != nil {
+		return nil, fmt.Errorf("decoding token state of %q: %w", handle, err)
+	}
+	return &st, nil
+}
+
+func putTokenState(ctx context.Context, s logical.Storage, handle string, st *tokenState) error {
+	entry, err := logical.StorageEntryJSON(tokenStoragePrefix+handle, st)
+	if err != nil {
+		return err
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return fmt.Errorf("writing token state of %q: %w", handle, err)
+	}
+	return nil
+}
+
+func statusData(e *bindingEntry, st *tokenState, missing []string) map[string]interface{} {
+	out := map[string]interface{}{
+		"health":               healthUnknown,
+		"consecutive_failures": 0,
+	}
+	if e.Kind == kindAPIToken {
+		out["health"] = healthOK
+	}
+	if st != nil {
+		if st.Status.Health != "" {
+			out["health"] = st.Status.Health
+		}
+		if !st.Status.LastRefreshAt.IsZero() {
+			out["last_refresh_at"] = st.Status.LastRefreshAt.UTC().Format(time.RFC3339)
+		}
+		if !st.Expiry.IsZero() && st.AccessToken != "" {
+			out["expires_at"] = st.Expiry.UTC().Format(time.RFC3339)
+		}
+		if st.Status.LastError != "" {
+			out["last_error"] = st.Status.LastError
+			out["last_error_at"] = st.Status.LastErrorAt.UTC().Format(time.RFC3339)
+		}
+		if st.Status.LastErrorCode != "" {
+			out["last_error_code"] = st.Status.LastErrorCode
+		}
+		out["consecutive_failures"] = st.Status.ConsecutiveFailures
+	}
+	if len(missing) > 0 {
+		out["missing_secrets"] = missing
+		out["last_error"] = "missing " + strings.Join(missing, ", ")
+		if e.Kind == kindAPIToken {
+			out["health"] = healthUnknown
+		}
+	}
+	return out
+}
