@@ -21,12 +21,14 @@ const targetOverhead = 1500 * time.Microsecond
 // cause one upstream request) and the overhead of a read that refreshes.
 func (e *Env) Refresh(ctx context.Context) error {
 	// Background refresh could renew the short-lived token between the
-	// set-up and the readers; switch it off for these measurements.
-	if err := e.write(ctx, e.Reader.Client, "flowcred/config", map[string]interface{}{"background_refresh": false}); err != nil {
+	// set-up and the readers; switch it off for these measurements. The
+	// overhead case forces each refresh with min_ttl, so min_refresh_interval
+	// is 0 meanwhile.
+	if err := e.write(ctx, e.Reader.Client, "flowcred/config", map[string]interface{}{"background_refresh": false, "min_refresh_interval": 0}); err != nil {
 		return err
 	}
 	defer func() {
-		_ = e.write(ctx, e.Reader.Client, "flowcred/config", map[string]interface{}{"background_refresh": true})
+		_ = e.write(ctx, e.Reader.Client, "flowcred/config", map[string]interface{}{"background_refresh": true, "min_refresh_interval": 10})
 	}()
 	if err := e.singleFlight(ctx); err != nil {
 		return err

@@ -69,6 +69,12 @@ func Start(t testing.TB) *Server {
 	if err := b.Initialize(ctx, &logical.InitializationRequest{Storage: conf.StorageView}); err != nil {
 		t.Fatalf("fakevault: plugin initialize: %v", err)
 	}
+	// As on every test mount (vaulttest.InstallPlugin): the tests force a
+	// refresh with min_ttl, so back-to-back min_ttl refreshes are allowed.
+	if resp, err := b.HandleRequest(ctx, &logical.Request{Operation: logical.UpdateOperation, Path: "config",
+		Storage: conf.StorageView, Data: map[string]interface{}{"min_refresh_interval": 0}}); err != nil || resp.IsError() {
+		t.Fatalf("fakevault: configuring the mount: %v %v", resp, err)
+	}
 	s := &Server{
 		Mount:   "flowcred",
 		backend: b,

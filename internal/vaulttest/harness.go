@@ -87,6 +87,12 @@ func InstallPlugin(ctx context.Context, client *api.Client, p PluginInstall) (st
 	}); err != nil {
 		return version, fmt.Errorf("vault secrets enable -path=%s -plugin-version=%s %s: %w", p.Mount, version, p.Name, err)
 	}
+	// The suites force a refresh with a min_ttl beyond the issued life, so
+	// test mounts allow back-to-back min_ttl refreshes; the default bound
+	// (min_refresh_interval 10s) has its own test (TestCustody_MinTTLBounded).
+	if _, err := client.Logical().WriteWithContext(ctx, p.Mount+"/config", map[string]interface{}{"min_refresh_interval": 0}); err != nil {
+		return version, fmt.Errorf("vault write %s/config min_refresh_interval=0: %w", p.Mount, err)
+	}
 	return version, nil
 }
 
