@@ -53,10 +53,13 @@ const (
 	// FaultDelay waits Fault.Delay (or until the client gives up) and then
 	// passes through.
 	FaultDelay
+	// FaultSlowAnswer passes through at once, to the end even if the client
+	// goes away (as a provider does), and holds the answer for Fault.Delay.
+	FaultSlowAnswer
 )
 
 var faultNames = [...]string{"none", "status", "hang", "reset", "html", "truncated-json",
-	"truncated-transfer", "huge-body", "missing-access-token", "strip-expires-in", "delay"}
+	"truncated-transfer", "huge-body", "missing-access-token", "strip-expires-in", "delay", "slow-answer"}
 
 func (k FaultKind) String() string {
 	if int(k) >= 0 && int(k) < len(faultNames) {
@@ -122,6 +125,9 @@ func StripExpiresIn() Fault { return Fault{Kind: FaultStripExpiresIn} }
 
 // Delay waits d before passing through.
 func Delay(d time.Duration) Fault { return Fault{Kind: FaultDelay, Delay: d} }
+
+// SlowAnswer forwards at once and holds the provider's answer for d.
+func SlowAnswer(d time.Duration) Fault { return Fault{Kind: FaultSlowAnswer, Delay: d} }
 
 // WithHeader returns a copy of f that also sets header k: v on synthesized
 // responses.
@@ -289,6 +295,15 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 		p.forward(w, r, body, false)
 	case FaultStripExpiresIn:
 		p.forward(w, r, body, true)
+	case FaultSlowAnswer:
+		rec := httptest.NewRecorder()
+		p.forward(rec, r.WithContext(context.WithoutCancel(r.Context())), body, false)
+		if !p.sleep(r.Context(), f.Delay) {
+			return
+		}
+		copyHeader(w.Header(), rec.Header())
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
 	case FaultStatus:
 		ct := "text/plain; charset=utf-8"
 		if strings.HasPrefix(strings.TrimSpace(f.Body), "{") {
