@@ -139,12 +139,18 @@ func validateHeaderName(field, name string) *fieldError {
 	return nil
 }
 
+// headerSafe reports whether v can be sent in an HTTP header value: no CR,
+// LF or other control character (a tab is allowed).
+func headerSafe(v string) bool {
+	return httpguts.ValidHeaderFieldValue(v) && !strings.ContainsAny(v, "\r\n")
+}
+
 // validateHeaderValue refuses CR, LF and other control characters.
 func validateHeaderValue(field, name, value string) *fieldError {
 	if len(value) > maxHeaderValueBytes {
 		return fieldErr(field, "value of header %q is longer than %d bytes", name, maxHeaderValueBytes)
 	}
-	if !httpguts.ValidHeaderFieldValue(value) || strings.ContainsAny(value, "\r\n") {
+	if !headerSafe(value) {
 		return fieldErr(field, "value of header %q has a control character (CR, LF or similar)", name)
 	}
 	return nil

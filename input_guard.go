@@ -47,9 +47,6 @@ func guardedFields(req *logical.Request) map[string]bool {
 	return fields
 }
 
-// guardApplies reports whether a request's data is checked.
-func guardApplies(req *logical.Request) bool { return guardedFields(req) != nil }
-
 // malformedSecretFields lists, sorted, the secret-capable fields of the
 // request whose value is neither a string nor harmless (a number, null).
 func malformedSecretFields(req *logical.Request) []string {

@@ -92,9 +92,7 @@ func clientAuthRefused(re *oauth2.RetrieveError) bool {
 // answer, from which expires_in is read for every answer shape.
 func refreshGrant(ctx context.Context, e *bindingEntry, in map[string]string, refreshToken string) (*upstreamToken, error) {
 	params := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}}
-	tok, err := withAuthStyle(e, func(style oauth2.AuthStyle) (*oauth2.Token, error) {
-		return tokenRequest(ctx, e, in, params, style)
-	})
+	tok, err := tokenRequest(ctx, e, in, params)
 	if err != nil {
 		return nil, err
 	}
@@ -112,9 +110,7 @@ func clientCredentialsGrant(ctx context.Context, e *bindingEntry, in map[string]
 	for k, v := range e.TokenParams {
 		params.Set(k, v)
 	}
-	tok, err := withAuthStyle(e, func(style oauth2.AuthStyle) (*oauth2.Token, error) {
-		return tokenRequest(ctx, e, in, params, style)
-	})
+	tok, err := tokenRequest(ctx, e, in, params)
 	if err != nil {
 		return nil, err
 	}
@@ -123,19 +119,21 @@ func clientCredentialsGrant(ctx context.Context, e *bindingEntry, in map[string]
 	return out, nil
 }
 
-// tokenRequest POSTs one token request with x/oauth2's retrieval: the
-// client authenticated as style says, the binding's scopes, and params
-// (which may override grant_type).
-func tokenRequest(ctx context.Context, e *bindingEntry, in map[string]string, params url.Values, style oauth2.AuthStyle) (*oauth2.Token, error) {
-	conf := &clientcredentials.Config{
-		ClientID:       in["client_id"],
-		ClientSecret:   in["client_secret"],
-		TokenURL:       e.tokenURL(),
-		Scopes:         e.Scopes,
-		EndpointParams: params,
-		AuthStyle:      style,
-	}
-	return conf.Token(ctx)
+// tokenRequest POSTs a token request with x/oauth2's retrieval: the client
+// authenticated as the binding's auth_style says (withAuthStyle), the
+// binding's scopes, and params (which may override grant_type).
+func tokenRequest(ctx context.Context, e *bindingEntry, in map[string]string, params url.Values) (*oauth2.Token, error) {
+	return withAuthStyle(e, func(style oauth2.AuthStyle) (*oauth2.Token, error) {
+		conf := &clientcredentials.Config{
+			ClientID:       in["client_id"],
+			ClientSecret:   in["client_secret"],
+			TokenURL:       e.tokenURL(),
+			Scopes:         e.Scopes,
+			EndpointParams: params,
+			AuthStyle:      style,
+		}
+		return conf.Token(ctx)
+	})
 }
 
 // fromOAuth2Token converts x/oauth2's token. expires_in is read from the

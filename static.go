@@ -3,8 +3,6 @@ package flowcred
 import (
 	"strings"
 	"time"
-
-	"golang.org/x/net/http/httpguts"
 )
 
 // defaultStaticTTL is the lease length of an api_token binding without ttl.
@@ -20,12 +18,6 @@ func trimFileNewline(v string) string {
 		v = strings.TrimSuffix(v[:len(v)-1], "\r")
 	}
 	return v
-}
-
-// headerSafe reports whether v can be sent in an HTTP header value: no CR,
-// LF or other control character (a tab is allowed).
-func headerSafe(v string) bool {
-	return httpguts.ValidHeaderFieldValue(v) && !strings.ContainsAny(v, "\r\n")
 }
 
 // cleanAPIToken checks an inline api_token value at write time: one
