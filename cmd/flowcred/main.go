@@ -6,6 +6,7 @@
 //	flowcred validate -f deployment.yaml       check the file's nodes against the bindings
 //	flowcred token [-show-token] HANDLE        show a handle's material (not its token)
 //	flowcred secret put NAME -from-file PATH   store a secret value bindings can reference
+//	flowcred version                           print the CLI's version
 //
 // Exit codes: 0 success; 1 the deployment is not valid (validate found an
 // error, the plugin refused a binding, the handle has no usable material);
@@ -37,6 +38,7 @@ Commands:
   validate  -f FILE [-format text|json]                     check the file's nodes against Vault's bindings
   token     [-show-token] [-format text|json] HANDLE        show a handle's credential material
   secret put (-from-file PATH | -from-env VAR) NAME         store a secret value (never from the command line)
+  version                                                   print the CLI's version
 
 Every command takes -mount (default flowcred). Vault is reached like the vault
 CLI does: VAULT_ADDR, VAULT_TOKEN (or ~/.vault-token), VAULT_NAMESPACE,
@@ -70,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return usageErr(stderr, "secret", "the only subcommand is put: flowcred secret put (-from-file PATH | -from-env VAR) NAME")
 		}
 		return cmdSecretPut(rest[1:], stdout, stderr)
+	case "version":
+		return cmdVersion(rest, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usageText)
 		return exitOK
