@@ -148,12 +148,15 @@ func testFailoverRefreshInFlight(t *testing.T, e *env) {
 // the binding needs re-authorization. This test pins that behaviour (and the
 // recovery: bind a new refresh token) rather than hiding it.
 func testFailoverAfterProviderRotatedLosesGrant(t *testing.T, e *env) {
-	proxy := newHoldProxy(t, e.idp.TokenURL)
-	e.bindRotating(e.standby(), "hr", proxy.URL())
+	// The provider must see a held request through even if the caller dies.
+	proxy := oauthtest.NewFaultProxy(e.idp.TokenURL)
+	t.Cleanup(proxy.Close)
+	proxy.SetDetached(true)
+	e.bindRotating(e.standby(), "hr", proxy.TokenURL())
 	e.mustToken(e.standby(), "hr", 0)
 	require.Equal(t, 1, e.refreshes())
 
-	proxy.holdAnswers(true)
+	proxy.SetMode(oauthtest.HoldAnswer())
 	via := e.standby()
 	done := make(chan error, 1)
 	go func() {
@@ -162,7 +165,7 @@ func testFailoverAfterProviderRotatedLosesGrant(t *testing.T, e *env) {
 		_, err := e.readToken(ctx, via, "hr", longMinTTL)
 		done <- err
 	}()
-	eventually(t, 30*time.Second, "the provider to answer a held refresh", func() bool { return proxy.held() == 1 })
+	eventually(t, 30*time.Second, "the provider to answer a held refresh", func() bool { return proxy.Held() == 1 })
 	require.Equal(t, 2, e.refreshes(), "the provider rotated the refresh token")
 
 	_, next := e.failover()
@@ -172,7 +175,7 @@ func testFailoverAfterProviderRotatedLosesGrant(t *testing.T, e *env) {
 	case <-time.After(time.Minute):
 		t.Fatal("the read in flight did not return after the active node died")
 	}
-	proxy.holdAnswers(false)
+	proxy.SetMode(oauthtest.PassThrough())
 
 	_, err := e.readToken(context.Background(), next, "hr", longMinTTL)
 	requireStatus(t, err, http.StatusBadRequest)

@@ -2,10 +2,8 @@ package oauth
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -83,13 +81,7 @@ func TestTokenEndpointRedirectNotFollowed(t *testing.T) {
 	serial(t)
 	v, o := env(t)
 	const handle = "custody_redirect"
-	var elsewhere atomic.Int64
-	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		elsewhere.Add(1)
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"access_token":"from-elsewhere","token_type":"bearer","expires_in":3600}`))
-	}))
-	defer other.Close()
+	other := oauthtest.StartTokenEndpoint(t, oauthtest.TokenOptions{AccessToken: "from-elsewhere"})
 	p := newProxy(t, o)
 	rt := mint(t, o, oauthtest.ClientRTRotate)
 	writeBinding(t, v.Client, v.Mount, handle, map[string]interface{}{
@@ -99,16 +91,16 @@ func TestTokenEndpointRedirectNotFollowed(t *testing.T) {
 		"client_secret": oauthtest.SecretRTRotate,
 		"refresh_token": rt,
 	})
-	p.SetMode(oauthtest.StatusFault(http.StatusTemporaryRedirect, "").WithHeader("Location", other.URL+"/token?q=QUERY"))
+	p.SetMode(oauthtest.StatusFault(http.StatusTemporaryRedirect, "").WithHeader("Location", other.URL()+"/token?q=QUERY"))
 	_, err := readToken(v.Client, v.Mount, handle, 0)
 	if got := responseStatus(err); got != http.StatusBadGateway {
 		t.Fatalf("token read through a redirecting proxy: status %d (%v), want 502", got, err)
 	}
-	if n := elsewhere.Load(); n != 0 {
+	if n := other.Count(); n != 0 {
 		t.Fatalf("the redirect was followed: %d requests reached the Location", n)
 	}
 	_, st := readBinding(t, v.Client, v.Mount, handle)
-	u, _ := url.Parse(other.URL)
+	u, _ := url.Parse(other.URL())
 	msg, _ := st["last_error"].(string)
 	if st["health"] != "degraded" || st["last_error_code"] != "redirect" || !strings.Contains(msg, u.Host) || strings.Contains(msg, "QUERY") {
 		t.Errorf("status = %v, want degraded, last_error_code redirect, the Location host and not its query", st)

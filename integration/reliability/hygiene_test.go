@@ -240,7 +240,7 @@ func TestSecretHygiene(t *testing.T) {
 	h.input("rt-post client_secret", oauthtest.SecretRTPost)
 	h.input("rt-rotate client_secret", oauthtest.SecretRTRotate)
 	h.input("cc-client client_secret", oauthtest.SecretCC)
-	p := newGateProxy(t, o.TokenURL)
+	p := gateProxy(t, o.TokenURL)
 	var rotated int
 	var obsMu sync.Mutex
 	p.Observe(func(form url.Values, status int, body []byte) {
@@ -271,25 +271,25 @@ func TestSecretHygiene(t *testing.T) {
 	rtBasic := h.input("rt-basic refresh token", mint(t, o, oauthtest.ClientRTBasic))
 	h.ok("PUT", "bindings/hyg_rt", map[string]interface{}{
 		"kind": "oauth2.refresh_token", "client_id": oauthtest.ClientRTBasic, "client_secret": oauthtest.SecretRTBasic,
-		"refresh_token": rtBasic, "token_url": p.URL(), "auth_style": "header"})
+		"refresh_token": rtBasic, "token_url": p.TokenURL(), "auth_style": "header"})
 	h.ok("PUT", "bindings/hyg_rotate", map[string]interface{}{
 		"kind": "oauth2.refresh_token", "client_id": oauthtest.ClientRTRotate, "client_secret": oauthtest.SecretRTRotate,
-		"refresh_token": h.input("rt-rotate refresh token", mint(t, o, oauthtest.ClientRTRotate)), "token_url": p.URL()})
+		"refresh_token": h.input("rt-rotate refresh token", mint(t, o, oauthtest.ClientRTRotate)), "token_url": p.TokenURL()})
 
 	// google.oauth2 with a token_url, client secret by reference.
 	h.ok("PUT", "secrets/hyg_google_cs", map[string]interface{}{"value": oauthtest.SecretRTPost})
 	h.ok("PUT", "bindings/hyg_google", map[string]interface{}{
 		"kind": "google.oauth2", "client_id": oauthtest.ClientRTPost, "client_secret_secret": "hyg_google_cs",
 		"refresh_token": h.input("rt-post refresh token", mint(t, o, oauthtest.ClientRTPost)),
-		"token_url":     p.URL(), "scopes": "openid,api"})
+		"token_url":     p.TokenURL(), "scopes": "openid,api"})
 
 	// oauth2.client_credentials, opaque and JWT (resource) access tokens.
 	h.ok("PUT", "bindings/hyg_cc", map[string]interface{}{
 		"kind": "oauth2.client_credentials", "client_id": oauthtest.ClientCC, "client_secret": oauthtest.SecretCC,
-		"token_url": p.URL(), "scopes": "api"})
+		"token_url": p.TokenURL(), "scopes": "api"})
 	h.ok("PUT", "bindings/hyg_cc_jwt", map[string]interface{}{
 		"kind": "oauth2.client_credentials", "client_id": oauthtest.ClientCC, "client_secret": oauthtest.SecretCC,
-		"token_url": p.URL(), "token_params": map[string]string{"resource": "https://api.flowcred.test/"}})
+		"token_url": p.TokenURL(), "token_params": map[string]string{"resource": "https://api.flowcred.test/"}})
 
 	// google.service_account (key file, access and ID token) and
 	// oauth2.jwt_bearer (EC key) against the JWT-bearer grant. The
@@ -341,7 +341,7 @@ func TestSecretHygiene(t *testing.T) {
 	revoked := h.input("revoked refresh token", mint(t, o, oauthtest.ClientRTBasic))
 	h.ok("PUT", "bindings/hyg_revoked", map[string]interface{}{
 		"kind": "oauth2.refresh_token", "client_id": oauthtest.ClientRTBasic, "client_secret": oauthtest.SecretRTBasic,
-		"refresh_token": revoked, "token_url": p.URL()})
+		"refresh_token": revoked, "token_url": p.TokenURL()})
 	h.token("hyg_revoked", 0)
 	if err := o.Revoke(revoked); err != nil {
 		t.Fatal(err)

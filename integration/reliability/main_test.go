@@ -21,6 +21,7 @@ package reliability
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -97,6 +98,31 @@ func vaultServer(t *testing.T, opts vaulttest.Options) *vaulttest.Server {
 	t.Helper()
 	vaulttest.Require(t)
 	return vaulttest.Start(t, opts)
+}
+
+// gateProxy puts the one forwarding proxy (oauthtest.FaultProxy) in front of
+// tokenURL for the test, detached: a request it forwards always completes at
+// the provider, even when the client (the plugin) dies meanwhile; the
+// provider has then rotated the refresh token whatever happens to the
+// answer, as on a real network. The tests use its gate (CloseGate,
+// OpenGate), HoldNext and Observe.
+func gateProxy(t *testing.T, tokenURL string) *oauthtest.FaultProxy {
+	t.Helper()
+	p := oauthtest.NewFaultProxy(tokenURL)
+	p.SetDetached(true)
+	t.Cleanup(p.Close)
+	return p
+}
+
+// tokenFields extracts the secret fields of a token response body.
+func tokenFields(body []byte) (accessToken, refreshToken, idToken string) {
+	var m struct {
+		AccessToken  string `json:"access_token"`
+		RefreshToken string `json:"refresh_token"`
+		IDToken      string `json:"id_token"`
+	}
+	_ = json.Unmarshal(body, &m)
+	return m.AccessToken, m.RefreshToken, m.IDToken
 }
 
 func mint(t *testing.T, o *oauthtest.Server, client string) string {

@@ -119,12 +119,12 @@ func (o *opTracker) waitOutstanding(ctx context.Context) error {
 }
 
 // soakRig is a Vault on file storage with rotating-refresh-token bindings
-// behind a gateProxy, and readers hammering them.
+// behind a gate proxy (gateProxy), and readers hammering them.
 type soakRig struct {
 	t       *testing.T
 	v       *vaulttest.Server
 	o       *oauthtest.Server
-	p       *gateProxy
+	p       *oauthtest.FaultProxy
 	handles []string
 	ops     *opTracker
 
@@ -211,7 +211,7 @@ func newSoakRig(t *testing.T, handles ...string) *soakRig {
 	t.Helper()
 	v := vaultServer(t, vaulttest.Options{Storage: "file", LogLevel: "debug"})
 	o := ownOAuthServer(t)
-	r := &soakRig{t: t, v: v, o: o, p: newGateProxy(t, o.TokenURL), handles: handles, ops: newOpTracker(),
+	r := &soakRig{t: t, v: v, o: o, p: gateProxy(t, o.TokenURL), handles: handles, ops: newOpTracker(),
 		errKinds: map[string]int{}, rts: map[string]*rtInfo{}}
 	r.p.Observe(r.observe)
 	// Background refresh would refresh outside any client request, where
@@ -241,7 +241,7 @@ func (r *soakRig) bind(handle string) {
 		"client_id":     oauthtest.ClientRTRotate,
 		"client_secret": oauthtest.SecretRTRotate,
 		"refresh_token": rt,
-		"token_url":     r.p.URL(),
+		"token_url":     r.p.TokenURL(),
 		"auth_style":    "header",
 	}); err != nil {
 		r.t.Fatalf("binding %s: %v", handle, err)
@@ -347,7 +347,7 @@ func (r *soakRig) errorSummary() string {
 // refreshes than before: the plugin (and Vault) are serving again.
 func (r *soakRig) waitProgress(before int64, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
-	for r.p.succeeded.Load() <= before {
+	for r.p.Succeeded() <= before {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("no successful refresh for %s (client errors: %s)", limit, r.errorSummary())
 		}
@@ -386,22 +386,22 @@ func TestSoakRotationDurability(t *testing.T) {
 
 	var kills, restarts, skipped int
 	var chaosTime time.Duration
-	for event := 0; r.p.succeeded.Load() < int64(n); event++ {
+	for event := 0; r.p.Succeeded() < int64(n); event++ {
 		// The next event after 8-23 more refreshes.
-		target := r.p.succeeded.Load() + 8 + rand.Int64N(16)
-		for r.p.succeeded.Load() < target && r.p.succeeded.Load() < int64(n) {
-			if err := r.waitProgress(r.p.succeeded.Load(), 60*time.Second); err != nil {
+		target := r.p.Succeeded() + 8 + rand.Int64N(16)
+		for r.p.Succeeded() < target && r.p.Succeeded() < int64(n) {
+			if err := r.waitProgress(r.p.Succeeded(), 60*time.Second); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if r.p.succeeded.Load() >= int64(n) {
+		if r.p.Succeeded() >= int64(n) {
 			break
 		}
 		// A random moment within the next few refreshes.
 		time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)
 
 		t0 := time.Now()
-		r.p.Close()
+		r.p.CloseGate()
 		r.event("gate closed, forwarded requests drained")
 		dctx, dcancel := context.WithTimeout(context.Background(), time.Minute)
 		err := r.ops.waitOutstanding(dctx)
@@ -436,9 +436,9 @@ func TestSoakRotationDurability(t *testing.T) {
 				time.Sleep(100 * time.Millisecond)
 			}
 		}
-		before := r.p.succeeded.Load()
+		before := r.p.Succeeded()
 		// Connections of the dead plugin process are refused from now on.
-		r.p.Reopen()
+		r.p.OpenGate()
 		r.event("gate open for new connections")
 		if err := r.waitProgress(before, 60*time.Second); err != nil {
 			t.Fatalf("after %d kills and %d restarts: %v\ntimeline:\n%s", kills, restarts, err, r.timelineText())
@@ -484,7 +484,7 @@ func TestSoakRotationDurability(t *testing.T) {
 		fmt.Sprintf("soak: %d plugin kills (kill -9) and %d Vault restarts (file storage), all while no refresh was in flight; %d kills skipped (no plugin process); %s spent in them",
 			kills, restarts, skipped, chaosTime.Round(time.Millisecond)),
 		fmt.Sprintf("soak: %d token requests answered 503 by the closed gate (never reached the provider); %d client errors, retried: %s",
-			r.p.rejected.Load(), r.errs.Load(), r.errorSummary()),
+			r.p.Rejected(), r.errs.Load(), r.errorSummary()),
 		fmt.Sprintf("soak: provider refresh_token_reuse_detected=%d grants_revoked=%d; final forced refresh ok on every handle",
 			st.RefreshTokenReuseDetected, st.GrantsRevoked),
 	)
@@ -546,7 +546,7 @@ func TestSoakRandomKills(t *testing.T) {
 	for i := 0; i < k; i++ {
 		time.Sleep(time.Duration(rand.IntN(150)) * time.Millisecond)
 		var inflight bool
-		pid, err := killPluginThen(v, func() { inflight = r.p.inflight.Load() > 0 })
+		pid, err := killPluginThen(v, func() { inflight = r.p.InFlight() > 0 })
 		if err != nil {
 			t.Fatal(err)
 		}

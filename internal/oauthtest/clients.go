@@ -1,7 +1,9 @@
 // Package oauthtest runs a real, independently written OAuth2 server (panva's
 // oidc-provider, see testdata/oauth-server) on loopback for integration tests
-// and benchmarks, and provides a fault-injecting reverse proxy to put in front
-// of its token endpoint.
+// and benchmarks. It also provides the test harness's one forwarding proxy,
+// FaultProxy, with fault, gate and hold modes, to put in front of a token
+// endpoint, and its one fake token endpoint, TokenEndpoint: a scriptable
+// in-process issuer behind that proxy, for tests that need no Node.
 //
 // Typical use in a test:
 //
