@@ -8,20 +8,18 @@ package integration
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"sort"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/require"
 
+	"github.com/flowcred/vault-plugin-flowcred/internal/leakcheck"
 	"github.com/flowcred/vault-plugin-flowcred/internal/vaulttest"
 )
 
@@ -45,18 +43,17 @@ func runMain(m *testing.M) int {
 	// Every secret value any test planted must be absent, in every
 	// encoding, from the audit log (Vault HMACs request and response data)
 	// and from the server log (which includes the plugin's trace logs).
-	for _, f := range []struct{ label, path string }{{"audit log", s.AuditPath}, {"server log", s.LogPath}} {
-		b, err := os.ReadFile(f.path)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "--- FAIL: TestMain: reading the %s: %v\n", f.label, err)
+	for _, f := range []leakcheck.Target{leakcheck.File("audit log", s.AuditPath), leakcheck.File("server log", s.LogPath)} {
+		leaks, err := planted.Scan(f)
+		switch {
+		case err != nil:
+			fmt.Fprintf(os.Stderr, "--- FAIL: TestMain: %v\n", err)
 			code = 1
-			continue
-		}
-		if leaks := planted.findIn(string(b)); len(leaks) > 0 {
-			fmt.Fprintf(os.Stderr, "--- FAIL: TestMain: the %s (%s) contains planted secret values in plaintext: %s\n", f.label, f.path, strings.Join(leaks, ", "))
+		case len(leaks) > 0:
+			fmt.Fprintf(os.Stderr, "--- FAIL: TestMain: planted secret values found in plaintext:\n%s\n", leakcheck.Report(leaks))
 			code = 1
-		} else if code == 0 {
-			fmt.Fprintf(os.Stderr, "integration: %d planted secret values, none in the %s (%d bytes)\n", planted.count(), f.label, len(b))
+		case code == 0:
+			fmt.Fprintf(os.Stderr, "integration: %d planted secret values, none in the %s\n", planted.Len(), f.Where)
 		}
 	}
 	return code
@@ -74,14 +71,9 @@ func env(t *testing.T) *vaulttest.Server {
 	return srv
 }
 
-// plantedSet remembers every secret value the tests wrote, so that reads,
-// the audit log and the server log can be searched for them.
-type plantedSet struct {
-	mu     sync.Mutex
-	values map[string]string // value -> label
-}
-
-var planted = &plantedSet{values: map[string]string{}}
+// planted holds every secret value the tests wrote, so that reads, the
+// audit log and the server log can be searched for them (internal/leakcheck).
+var planted = leakcheck.New()
 
 // plant returns a fresh, unique secret value and remembers it.
 func plant(label string) string {
@@ -89,63 +81,15 @@ func plant(label string) string {
 	if _, err := rand.Read(b); err != nil {
 		panic(err)
 	}
-	return planted.add(label, "fcsecret-"+label+"-"+hex.EncodeToString(b))
+	return planted.Add(label, "fcsecret-"+label+"-"+hex.EncodeToString(b))
 }
 
-// add remembers a secret value (e.g. a PEM key) and returns it.
-func (p *plantedSet) add(label, v string) string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.values[v] = label
-	return v
-}
-
-func (p *plantedSet) count() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.values)
-}
-
-// findIn returns the labels of planted values found in text, in any of the
-// forms a leak would take: verbatim, JSON-escaped, or (for multi-line values
-// such as PEM keys) any long line of it.
-func (p *plantedSet) findIn(text string) []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var out []string
-	for v, label := range p.values {
-		for _, form := range leakForms(v) {
-			if strings.Contains(text, form) {
-				out = append(out, label)
-				break
-			}
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-func leakForms(v string) []string {
-	forms := []string{v}
-	if j, err := json.Marshal(v); err == nil {
-		forms = append(forms, string(j[1:len(j)-1]))
-	}
-	if strings.Contains(v, "\n") {
-		for _, line := range strings.Split(v, "\n") {
-			line = strings.TrimSpace(line)
-			if len(line) >= 24 && !strings.HasPrefix(line, "-----") {
-				forms = append(forms, line)
-			}
-		}
-	}
-	return forms
-}
-
-// requireNoPlanted fails if text contains any planted value.
+// requireNoPlanted fails if text contains any planted value (naming the
+// values, never printing them).
 func requireNoPlanted(t *testing.T, what, text string) {
 	t.Helper()
-	if leaks := planted.findIn(text); len(leaks) > 0 {
-		t.Fatalf("%s contains planted secret values (%s):\n%s", what, strings.Join(leaks, ", "), text)
+	if leaks := planted.Find(text); len(leaks) > 0 {
+		t.Fatalf("%s contains planted secret values (%s)", what, strings.Join(leaks, ", "))
 	}
 }
 

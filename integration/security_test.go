@@ -32,7 +32,7 @@ func pemKey(t *testing.T, label string, rsaKey bool) string {
 		der, err = x509.MarshalPKCS8PrivateKey(k)
 	}
 	require.NoError(t, err)
-	return planted.add(label, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
+	return planted.Add(label, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
 }
 
 // Raw JSON of binding and secret reads and lists never contains a secret
@@ -51,7 +51,7 @@ func TestRawReadsNeverContainSecrets(t *testing.T) {
 		"token_uri":      "https://oauth2.googleapis.com/token",
 	})
 	require.NoError(t, err)
-	keyFileJSON := planted.add("raw_key_file", string(keyFile))
+	keyFileJSON := planted.Add("raw_key_file", string(keyFile))
 
 	write(t, "secrets/raw_stored", map[string]interface{}{"value": plant("raw_stored")})
 	bindings := map[string]map[string]interface{}{
@@ -141,7 +141,7 @@ func TestAuditLogHMACsSecrets(t *testing.T) {
 	require.Contains(t, log, `"path":"`+mp("token/audit_api")+`"`, "the token read is audited")
 	require.Contains(t, log, hash, "the issued token appears HMAC'd in the audit log")
 	require.NotContains(t, log, tok)
-	if leaks := planted.findIn(log); len(leaks) > 0 {
+	if leaks := planted.Find(log); len(leaks) > 0 {
 		t.Fatalf("the audit log contains planted secret values in plaintext: %v", leaks)
 	}
 

@@ -177,6 +177,18 @@ func (s *Set) Scan(targets ...Target) ([]Leak, error) {
 	return leaks, nil
 }
 
+// Find returns the names of the planted values found in text, sorted (nil
+// when there are none).
+func (s *Set) Find(text string) []string {
+	leaks, _ := s.Scan(Text("text", text))
+	var names []string
+	for _, l := range leaks {
+		names = append(names, l.Name)
+	}
+	sort.Strings(names)
+	return names
+}
+
 // Report renders leaks one per line, by name and place.
 func Report(leaks []Leak) string {
 	lines := make([]string, len(leaks))
