@@ -185,9 +185,9 @@ func (b *backend) backgroundRefresh(ctx context.Context, s logical.Storage, cfg 
 		hc.unscheduled.Store(true)
 		return
 	}
-	mat, resp, err := b.material(ctx, s, handle, readOpts{minTTL: cfg.RefreshMargin + backgroundLookahead, background: true})
+	mat, err := b.material(ctx, s, handle, readOpts{minTTL: cfg.RefreshMargin + backgroundLookahead, background: true})
 	switch {
-	case err != nil || (resp != nil && resp.IsError()) || mat == nil || mat.warning != "":
+	case err != nil || mat.warning != "":
 		// Failed, or only the cached token could be served (the provider
 		// failed): try again after a minute; reads still refresh on their own.
 		b.Logger().Debug("background refresh did not succeed", "handle", handle)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/flowcred/vault-plugin-flowcred/internal/kindtable"
 )
 
 // Micro-benchmarks of the plugin's hot path, in process (no Vault, no gRPC).
@@ -142,7 +144,7 @@ func BenchmarkMaterial(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, _, err := tb.material(ctx, tb.s, "crm", readOpts{}); err != nil {
+		if _, err := tb.material(ctx, tb.s, "crm", readOpts{}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -153,7 +155,7 @@ func BenchmarkTokenResponse(b *testing.B) {
 	tb := getTestBackend(b, nil)
 	now := time.Now()
 	m := &material{
-		handle: "crm", kind: kindOAuth2RefreshToken,
+		handle: "crm", kind: kindtable.OAuth2RefreshToken,
 		accessToken: "at-SECRET", tokenType: "Bearer",
 		obtainedAt: now, expiry: now.Add(time.Hour),
 		headers: map[string]string{"Authorization": "Bearer at-SECRET", "x-goog-user-project": "p"},

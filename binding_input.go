@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
+
+	"github.com/flowcred/vault-plugin-flowcred/internal/kindtable"
 )
 
 // Merging a binding write into the stored binding and checking the result:
@@ -42,25 +44,24 @@ func applyBindingInput(old *bindingEntry, d *framework.FieldData) (*bindingEntry
 	case old != nil && kindGiven && kind != old.Kind:
 		return nil, fieldErr("kind", "is %q and cannot be changed to %q; delete the binding and create it again", old.Kind, truncateForMessage(kind))
 	case old == nil:
-		if _, ok := kindSpecs[kind]; !ok {
+		if kindOf(kind) == nil {
 			return nil, fieldErr("kind", "unknown kind %q; one of %s", truncateForMessage(kind), joinKinds(allKinds()))
 		}
 		e.Kind = kind
 	}
-	spec := kindSpecs[e.Kind]
+	spec := kindOf(e.Kind)
 
 	// Every given field must belong to this kind.
-	allowed := spec.allowedFields()
 	given := make([]string, 0, len(d.Raw))
 	for k := range d.Raw {
 		given = append(given, k)
 	}
 	sort.Strings(given)
 	for _, k := range given {
-		if k == "handle" || allowed[k] {
+		if k == "handle" || k == "kind" || spec.Accepts(k) {
 			continue
 		}
-		if owners := kindsAccepting(k); len(owners) > 0 {
+		if owners := kindtable.KindsAccepting(k); len(owners) > 0 {
 			return nil, fieldErr(k, "not used by kind %s (it belongs to %s)", e.Kind, joinKinds(owners))
 		}
 		return nil, fieldErr(k, "unknown field for kind %s", e.Kind)
@@ -88,7 +89,7 @@ func applyBindingInput(old *bindingEntry, d *framework.FieldData) (*bindingEntry
 }
 
 // applyField sets one request field on the binding.
-func applyField(e *bindingEntry, spec kindSpec, k string, d *framework.FieldData) *fieldError {
+func applyField(e *bindingEntry, spec *kind, k string, d *framework.FieldData) *fieldError {
 	if k == "handle" || k == "kind" {
 		return nil
 	}
@@ -157,7 +158,7 @@ func applyField(e *bindingEntry, spec kindSpec, k string, d *framework.FieldData
 			}
 		}
 		e.TokenParams = v
-	case strings.HasSuffix(k, secretRefSuffix) && isSecretField(spec, strings.TrimSuffix(k, secretRefSuffix)):
+	case strings.HasSuffix(k, secretRefSuffix) && spec.IsSecret(strings.TrimSuffix(k, secretRefSuffix)):
 		f := strings.TrimSuffix(k, secretRefSuffix)
 		if _, both := d.Raw[f]; both {
 			return fieldErr(k, "give either %s (inline) or %s (a stored secret's name), not both", f, k)
@@ -172,11 +173,11 @@ func applyField(e *bindingEntry, spec kindSpec, k string, d *framework.FieldData
 			return ferr
 		}
 		e.Refs[f] = name
-	case isSecretField(spec, k):
+	case spec.IsSecret(k):
 		v := raw.(string)
-		if e.Kind == kindAPIToken && k == apiTokenField {
+		if spec.cleanSecret != nil {
 			var ferr *fieldError
-			if v, ferr = cleanAPIToken(k, v); ferr != nil {
+			if v, ferr = spec.cleanSecret(k, v); ferr != nil {
 				return ferr
 			}
 		}
@@ -234,10 +235,10 @@ func applyPlainField(e *bindingEntry, k, v string) *fieldError {
 }
 
 // checkBinding verifies a merged binding is complete and consistent.
-func checkBinding(e *bindingEntry, spec kindSpec) *fieldError {
+func checkBinding(e *bindingEntry, spec *kind) *fieldError {
 	complete := false
 	var firstMissing []string
-	for _, group := range spec.required {
+	for _, group := range spec.Required {
 		var missing []string
 		for _, f := range group {
 			if f == "token_url" && e.tokenURL() != "" {
@@ -256,23 +257,23 @@ func checkBinding(e *bindingEntry, spec kindSpec) *fieldError {
 		}
 	}
 	if !complete {
-		alts := make([]string, len(spec.required))
-		for i, g := range spec.required {
+		alts := make([]string, len(spec.Required))
+		for i, g := range spec.Required {
 			alts[i] = strings.Join(g, " + ")
 		}
 		return fieldErr(firstMissing[0], "required by kind %s (give %s; secret fields inline or as <field>_secret)", e.Kind, strings.Join(alts, ", or "))
 	}
 	// The credential header cannot be overridden by extra_headers.
-	credHeader := "Authorization"
-	if e.Kind == kindAPIToken && e.Plain["header"] != "" {
-		credHeader = e.Plain["header"]
-	}
+	credHeader := spec.header(e)
 	for name := range e.ExtraHeaders {
 		if strings.EqualFold(name, credHeader) {
 			return fieldErr("extra_headers", "header %q carries the credential and cannot be set in extra_headers", name)
 		}
 	}
-	return validateKindInputs(e)
+	if spec.validate != nil {
+		return spec.validate(e)
+	}
+	return nil
 }
 
 func isHTTPToken(s string) bool {

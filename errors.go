@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"golang.org/x/oauth2"
 )
 
 // Binding health values (design.md, "Failures").
@@ -73,16 +71,19 @@ var reauthCodes = map[string]bool{
 	"unauthorized_client": true,
 }
 
-// classifyUpstream turns an error from a token request into an upstreamError.
+// classifyUpstream returns err as an *upstreamError: the token client and
+// the grants return one for every failure they understand; anything else
+// (a transport error, a signing error) is classified by its Go type.
 func classifyUpstream(err error) *upstreamError {
 	var ue *upstreamError
 	if errors.As(err, &ue) {
 		return ue
 	}
-	var re *oauth2.RetrieveError
-	if errors.As(err, &re) {
-		return classifyRetrieveError(re)
-	}
+	return transportError(err)
+}
+
+// transportError classifies a failure to get an answer at all.
+func transportError(err error) *upstreamError {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		return &upstreamError{class: classTransient, msg: "token endpoint did not answer in time"}
@@ -93,15 +94,7 @@ func classifyUpstream(err error) *upstreamError {
 	if errors.As(err, &ne) && ne.Timeout() {
 		return &upstreamError{class: classTransient, msg: "token endpoint did not answer in time"}
 	}
-	msg := err.Error()
-	if strings.Contains(msg, "missing access_token") {
-		return &upstreamError{class: classTransient, msg: "token endpoint answered without an access_token"}
-	}
-	if strings.Contains(msg, "oauth2: cannot parse") {
-		// The parser's message can quote the body; do not pass it on.
-		return &upstreamError{class: classTransient, msg: "token endpoint answered with a body that is not a token response"}
-	}
-	return &upstreamError{class: classTransient, msg: "token request failed: " + sanitize(msg, 300)}
+	return &upstreamError{class: classTransient, msg: "token request failed: " + sanitize(err.Error(), 300)}
 }
 
 // transientCodes are OAuth2 error codes that say the provider, not the
@@ -109,49 +102,6 @@ func classifyUpstream(err error) *upstreamError {
 var transientCodes = map[string]bool{
 	"temporarily_unavailable": true,
 	"server_error":            true,
-}
-
-func classifyRetrieveError(re *oauth2.RetrieveError) *upstreamError {
-	ue := &upstreamError{code: sanitize(re.ErrorCode, 64), description: sanitize(re.ErrorDescription, 300)}
-	if re.Response != nil {
-		ue.status = re.Response.StatusCode
-		if ra := re.Response.Header.Get("Retry-After"); ra != "" {
-			ue.retryAfter = parseRetryAfter(ra)
-		}
-		if ue.status >= 300 && ue.status < 400 {
-			// Upstream clients follow no redirect (a redirect would re-post
-			// the grant to wherever Location says). Whatever the body says,
-			// this is a failure of the provider or of what is in front of it.
-			return redirectError(re.Response)
-		}
-	}
-	switch {
-	case ue.code != "" && reauthCodes[ue.code]:
-		ue.class = classReauth
-	case transientCodes[ue.code] || ue.status == http.StatusTooManyRequests || ue.status >= 500 || ue.status == 0:
-		ue.class = classTransient
-	case ue.code != "":
-		ue.class = classConfig
-	default:
-		// A 4xx without an OAuth2 error body (an HTML error page, a proxy):
-		// nothing says the grant is dead, so treat it as transient.
-		ue.class = classTransient
-	}
-	switch {
-	case ue.code != "" && ue.description != "":
-		ue.msg = fmt.Sprintf("provider answered %s: %s", ue.code, ue.description)
-	case ue.code != "":
-		ue.msg = "provider answered " + ue.code
-	default:
-		ue.msg = fmt.Sprintf("token endpoint answered HTTP %d", ue.status)
-		if ue.status == 0 {
-			ue.msg = "token endpoint answered with a body that is not a token response"
-		}
-	}
-	if ue.code == "" && ue.status != 0 {
-		ue.msg += " without an OAuth2 error"
-	}
-	return ue
 }
 
 // errCodeRedirect is last_error_code for a token endpoint answering 3xx.

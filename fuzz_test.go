@@ -11,6 +11,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/flowcred/vault-plugin-flowcred/internal/kindtable"
 )
 
 // fuzzSecret is planted in every fuzzed binding; no answer may carry it.
@@ -33,17 +35,17 @@ func FuzzBindingWrite(f *testing.F) {
 		handle := "h" + strings.Repeat("x", int(n.Add(1)%5))
 		data := map[string]interface{}{"kind": kind}
 		switch kind {
-		case kindAPIToken:
+		case kindtable.APIToken:
 			data["token"] = fuzzSecret
 			data["header"] = header
 			data["scheme"] = scheme
-		case kindOAuth2RefreshToken, kindGoogleOAuth2:
+		case kindtable.OAuth2RefreshToken, kindtable.GoogleOAuth2:
 			data["client_id"] = "c"
 			data["client_secret"] = fuzzSecret
 			data["refresh_token"] = fuzzSecret
 			data["token_url"] = tokenURL
 			data["scopes"] = scopes
-		case kindOAuth2ClientCreds:
+		case kindtable.OAuth2ClientCreds:
 			data["client_id"] = "c"
 			data["client_secret"] = fuzzSecret
 			data["token_url"] = tokenURL
@@ -73,7 +75,7 @@ func FuzzBindingWrite(f *testing.F) {
 		if strings.Contains(string(raw), fuzzSecret) {
 			t.Fatalf("binding read shows a secret")
 		}
-		if kind != kindAPIToken {
+		if kind != kindtable.APIToken {
 			return
 		}
 		tok, err := b.do(t, logical.ReadOperation, "token/"+handle, nil)
@@ -114,7 +116,7 @@ func FuzzTokenResponse(f *testing.F) {
 	f.Cleanup(srv.Close)
 	b := getTestBackend(f, nil)
 	b.write(f, "bindings/fz", map[string]interface{}{
-		"kind": kindOAuth2RefreshToken, "client_id": "c", "client_secret": fuzzSecret,
+		"kind": kindtable.OAuth2RefreshToken, "client_id": "c", "client_secret": fuzzSecret,
 		"refresh_token": fuzzSecret, "token_url": srv.URL, "auth_style": "params",
 	})
 	f.Fuzz(func(t *testing.T, code int, contentType, payload string) {
@@ -133,15 +135,11 @@ func FuzzTokenResponse(f *testing.F) {
 		if hc := b.handles.peek("fz"); hc != nil {
 			hc.lastFailure = nil
 		}
-		mat, resp, err := b.material(context.Background(), b.s, "fz", readOpts{force: true})
+		mat, err := b.material(context.Background(), b.s, "fz", readOpts{force: true})
 		switch {
 		case err != nil:
 			if strings.Contains(err.Error(), fuzzSecret) {
 				t.Fatalf("error echoes a secret")
-			}
-		case resp != nil:
-			if strings.Contains(resp.Error().Error(), fuzzSecret) {
-				t.Fatalf("error response echoes a secret")
 			}
 		case mat == nil || mat.accessToken == "":
 			t.Fatalf("success without an access token")

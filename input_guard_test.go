@@ -211,8 +211,8 @@ func TestInputGuard_OnlyWritesOfBindingsAndSecrets(t *testing.T) {
 		require.Equal(t, tc.want, guardedFields(&logical.Request{Operation: tc.op, Path: tc.path}) != nil, "%s %s", tc.op, tc.path)
 	}
 	// Every secret-capable field of every kind, and its reference form, is guarded.
-	for kind, spec := range kindSpecs {
-		for _, f := range spec.secretFields {
+	for kind, spec := range registry {
+		for _, f := range spec.Secret {
 			require.True(t, secretInputFields[f], "%s %s", kind, f)
 			require.True(t, secretInputFields[f+secretRefSuffix], "%s %s", kind, f)
 		}

@@ -1,171 +1,138 @@
 package flowcred
 
 import (
-	"github.com/hashicorp/vault/sdk/framework"
+	"context"
 	"sort"
 	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"golang.org/x/oauth2"
+
+	"github.com/flowcred/vault-plugin-flowcred/internal/kindtable"
 )
 
-// Kind names are part of the API (design.md, "Kinds").
-const (
-	kindGoogleOAuth2         = "google.oauth2"
-	kindGoogleServiceAccount = "google.service_account"
-	kindOAuth2RefreshToken   = "oauth2.refresh_token"
-	kindOAuth2ClientCreds    = "oauth2.client_credentials"
-	kindOAuth2JWTBearer      = "oauth2.jwt_bearer"
-	kindAPIToken             = "api_token"
+// The kind registry: one entry per kind, built in the file of its grant
+// family (grant_*.go) on the kind's fields from internal/kindtable, which
+// the CLI shares. The token lifecycle (lifecycle.go, refresh.go) and the
+// binding paths know kinds only through this type.
 
-	// googleTokenURL is the token endpoint the google.* kinds use unless a binding says otherwise.
-	googleTokenURL = "https://oauth2.googleapis.com/token"
+// secretRefSuffix turns a secret-capable field into its by-reference form.
+const secretRefSuffix = kindtable.SecretRefSuffix
 
-	// secretRefSuffix turns a secret-capable field into its by-reference form:
-	// client_secret=... is inline, client_secret_secret=<name> names a stored secret.
-	secretRefSuffix = "_secret"
-)
-
-// kindSpec describes which binding fields a kind accepts and which it needs.
-// Binding writes are checked against it so that a binding that could never
-// issue material is refused at write time.
-type kindSpec struct {
-	// secretFields are the secret-capable inputs (S in design.md): given
-	// inline (write-only) or as <field>_secret=<stored secret name>.
-	secretFields []string
-	// plainFields are non-secret inputs, echoed by binding reads.
-	plainFields []string
-	// required lists alternatives: each inner list is a set of fields that
-	// together satisfy the kind; one set must be complete.
-	required [][]string
-	// upstream is true when material comes from a token endpoint.
-	upstream bool
+// kind is a kind's fields and behaviour.
+type kind struct {
+	kindtable.Kind
+	// tokenURL is the default token_url (empty: the binding must give one).
+	tokenURL string
+	// authStyle is how client credentials are sent when auth_style is auto
+	// or absent.
+	authStyle oauth2.AuthStyle
+	// rotates: the grant sends a refresh token, which the provider may
+	// replace in its answer (the lifecycle keeps the newest).
+	rotates bool
+	// grant obtains a token from the token endpoint; nil for a kind whose
+	// material is configured (serve).
+	grant func(ctx context.Context, b *backend, g *grantCall) (*upstreamToken, error)
+	// serve builds the material of a kind without an upstream from the
+	// resolved inputs; a *fieldError names the input that cannot be served.
+	serve func(handle string, e *bindingEntry, in map[string]string, now time.Time) (*material, *fieldError)
+	// cleanSecret checks (and may normalise) an inline secret input at
+	// write time; nil accepts any value.
+	cleanSecret func(field, v string) (string, *fieldError)
+	// validate checks the kind's own rules on a merged binding at write
+	// time, after the field and completeness checks; nil: none.
+	validate func(e *bindingEntry) *fieldError
+	// credentialHeader is the header the material's credential goes in
+	// (extra_headers may not set it); nil: Authorization.
+	credentialHeader func(e *bindingEntry) string
 }
 
-// commonFields are accepted by every kind.
-var commonFields = []string{"kind", "description", "extra_headers", "ttl"}
-
-var kindSpecs = map[string]kindSpec{
-	kindGoogleOAuth2: {
-		secretFields: []string{"client_id", "client_secret", "refresh_token"},
-		plainFields:  []string{"scopes", "token_url"},
-		required:     [][]string{{"client_id", "client_secret", "refresh_token"}},
-		upstream:     true,
-	},
-	kindGoogleServiceAccount: {
-		secretFields: []string{"credentials_json", "private_key"},
-		plainFields:  []string{"client_email", "private_key_id", "scopes", "subject", "target_audience", "token_url"},
-		required:     [][]string{{"credentials_json"}, {"client_email", "private_key"}},
-		upstream:     true,
-	},
-	kindOAuth2RefreshToken: {
-		secretFields: []string{"client_id", "client_secret", "refresh_token"},
-		plainFields:  []string{"token_url", "scopes", "auth_style"},
-		required:     [][]string{{"client_id", "refresh_token", "token_url"}},
-		upstream:     true,
-	},
-	kindOAuth2ClientCreds: {
-		secretFields: []string{"client_id", "client_secret"},
-		plainFields:  []string{"token_url", "scopes", "auth_style", "token_params"},
-		required:     [][]string{{"client_id", "client_secret", "token_url"}},
-		upstream:     true,
-	},
-	kindOAuth2JWTBearer: {
-		secretFields: []string{"private_key"},
-		plainFields:  []string{"key_id", "issuer", "subject", "audience", "token_url", "scopes"},
-		required:     [][]string{{"private_key", "issuer", "token_url"}},
-		upstream:     true,
-	},
-	kindAPIToken: {
-		secretFields: []string{"token"},
-		plainFields:  []string{"header", "scheme"},
-		required:     [][]string{{"token"}},
-	},
+// grantCall is one grant's inputs.
+type grantCall struct {
+	binding *bindingEntry
+	// inputs are the resolved secret-capable inputs, by field.
+	inputs map[string]string
+	// refreshToken is the refresh token to send (rotating kinds): the
+	// newest the provider issued, or the configured one.
+	refreshToken string
 }
 
-// allKinds returns the kind names, sorted, for help text and AllowedValues.
-func allKinds() []string {
-	out := make([]string, 0, len(kindSpecs))
-	for k := range kindSpecs {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
+// refreshTokenField is the input of rotating kinds that the provider may
+// replace.
+const refreshTokenField = "refresh_token"
 
-// allowedFields returns every request field a kind accepts, including the
-// <field>_secret reference forms.
-func (k kindSpec) allowedFields() map[string]bool {
-	m := map[string]bool{}
-	for _, f := range commonFields {
-		m[f] = true
+// registry holds every kind by name. It is filled by init, not by its
+// initializer: the grants look kinds up, which a package-level initializer
+// would make a cycle.
+var registry map[string]*kind
+
+func init() { registry = newRegistry() }
+
+func newRegistry() map[string]*kind {
+	m := map[string]*kind{}
+	for _, k := range []*kind{
+		apiTokenKind, googleOAuth2Kind, refreshTokenKind, clientCredentialsKind,
+		jwtBearerKind, googleServiceAccountKind,
+	} {
+		if _, ok := kindtable.Lookup(k.Name); !ok || m[k.Name] != nil || (k.grant == nil) == (k.serve == nil) {
+			panic("flowcred: kind " + k.Name + " is not in internal/kindtable, is registered twice, or has not exactly one of grant and serve")
+		}
+		m[k.Name] = k
 	}
-	for _, f := range k.plainFields {
-		m[f] = true
-	}
-	for _, f := range k.secretFields {
-		m[f] = true
-		m[f+secretRefSuffix] = true
+	if len(m) != len(kindtable.Names()) {
+		panic("flowcred: a kind of internal/kindtable has no registry entry")
 	}
 	return m
 }
 
-// kindsAccepting lists the kinds that accept a field, for error messages
-// ("field subject is not used by kind api_token; it belongs to ...").
-func kindsAccepting(field string) []string {
-	var out []string
-	for _, name := range allKinds() {
-		if kindSpecs[name].allowedFields()[field] {
-			out = append(out, name)
-		}
+// mustKind returns a kind's fields from internal/kindtable.
+func mustKind(name string) kindtable.Kind {
+	k, ok := kindtable.Lookup(name)
+	if !ok {
+		panic("flowcred: kind " + name + " is not in internal/kindtable")
 	}
-	return out
+	return k
 }
 
-func isSecretField(spec kindSpec, field string) bool {
-	for _, f := range spec.secretFields {
-		if f == field {
-			return true
+// kindOf returns the registered kind (nil for an unknown name).
+func kindOf(name string) *kind { return registry[name] }
+
+// upstream reports whether the kind's material comes from a token endpoint.
+func (k *kind) upstream() bool { return k.grant != nil }
+
+// header is the header that carries the kind's credential.
+func (k *kind) header(e *bindingEntry) string {
+	if k.credentialHeader != nil {
+		if h := k.credentialHeader(e); h != "" {
+			return h
 		}
 	}
-	return false
+	return "Authorization"
 }
+
+// authStyleOf is the auth style a binding's token requests use.
+func (k *kind) authStyleOf(e *bindingEntry) oauth2.AuthStyle {
+	switch e.Plain["auth_style"] {
+	case "header":
+		return oauth2.AuthStyleInHeader
+	case "params":
+		return oauth2.AuthStyleInParams
+	}
+	return k.authStyle
+}
+
+// allKinds returns the kind names, sorted, for help text and AllowedValues.
+func allKinds() []string { return kindtable.Names() }
 
 // joinKinds renders a list of kinds for messages.
-func joinKinds(kinds []string) string {
-	return strings.Join(kinds, ", ")
-}
-
-// fieldDescriptions documents every binding field (vault path-help shows them).
-var fieldDescriptions = map[string]string{
-	"handle":           "The credential handle, e.g. google_sales.",
-	"kind":             "The kind of credential; required on create, immutable. One of: " + joinKinds(allKinds()) + ".",
-	"description":      "Free text for operators.",
-	"extra_headers":    "Non-secret headers added to the material, e.g. x-goog-user-project=my-project. Names must be HTTP tokens; values may not contain CR or LF.",
-	"ttl":              "Cap on the token lease. For api_token, the lease length (default 1h).",
-	"client_id":        "OAuth2 client ID (secret-capable).",
-	"client_secret":    "OAuth2 client secret (secret-capable, write-only).",
-	"refresh_token":    "OAuth2 refresh token (secret-capable, write-only). A token rotated by the provider is stored by flowcred.",
-	"credentials_json": "Google service-account key file, JSON (secret-capable, write-only). Its token_uri is ignored: token_url decides where assertions go.",
-	"private_key":      "PEM private key, PKCS#8, PKCS#1 or SEC1: RSA (at least 2048 bits) for google.service_account; RSA or EC P-256/P-384/P-521 (signing RS256/ES256/ES384/ES512) for oauth2.jwt_bearer (secret-capable, write-only).",
-	"token":            "The static API token (secret-capable, write-only).",
-	"scopes":           "Scopes to request, comma-separated. google.service_account needs scopes or target_audience.",
-	"token_url":        "Token endpoint. https, or http on a loopback host. Defaults to Google's for the google.* kinds.",
-	"auth_style":       "How client credentials are sent: auto (try header, then params), header (HTTP Basic), params (form body). Default auto.",
-	"token_params":     "Extra token request parameters for client credentials, e.g. audience=https://api.example.com or resource=...",
-	"client_email":     "Service account email (with private_key, instead of credentials_json).",
-	"private_key_id":   "Key ID of the service account key (the kid header).",
-	"subject":          "Subject of the assertion: the user to impersonate (Google domain-wide delegation) or the sub claim (oauth2.jwt_bearer; default: issuer).",
-	"target_audience":  "Issue a Google ID token for this audience instead of an access token (e.g. a Cloud Run URL). Not combined with scopes.",
-	"key_id":           "kid header of the JWT assertion.",
-	"issuer":           "iss claim of the JWT assertion.",
-	"audience":         "aud claim of the JWT assertion (default: token_url).",
-	"header":           "Header that carries an api_token. Default Authorization.",
-	"scheme":           "Scheme before an api_token, e.g. Bearer or token. Default Bearer; empty sends the bare token.",
-}
+func joinKinds(kinds []string) string { return strings.Join(kinds, ", ") }
 
 // bindingFieldSchemas declares the fields of all kinds on bindings/<handle>.
 func bindingFieldSchemas() map[string]*framework.FieldSchema {
 	fields := map[string]*framework.FieldSchema{}
 	add := func(name string, t framework.FieldType, sensitive bool) {
-		fs := &framework.FieldSchema{Type: t, Description: fieldDescriptions[name]}
+		fs := &framework.FieldSchema{Type: t, Description: kindtable.FieldDescriptions[name]}
 		if sensitive {
 			fs.DisplayAttrs = &framework.DisplayAttributes{Sensitive: true}
 		}
@@ -178,15 +145,15 @@ func bindingFieldSchemas() map[string]*framework.FieldSchema {
 	add("description", framework.TypeString, false)
 	add("extra_headers", framework.TypeKVPairs, false)
 	add("ttl", framework.TypeDurationSecond, false)
-	for _, spec := range kindSpecs {
-		for _, f := range spec.secretFields {
+	for _, k := range kindtable.All() {
+		for _, f := range k.Secret {
 			add(f, framework.TypeString, true)
 			fields[f+secretRefSuffix] = &framework.FieldSchema{
 				Type:        framework.TypeString,
 				Description: "Name of a stored secret (secrets/<name>) holding " + f + ", instead of giving it inline.",
 			}
 		}
-		for _, f := range spec.plainFields {
+		for _, f := range k.Plain {
 			switch f {
 			case "scopes":
 				add(f, framework.TypeCommaStringSlice, false)
@@ -200,6 +167,22 @@ func bindingFieldSchemas() map[string]*framework.FieldSchema {
 	return fields
 }
 
+// kindsHelp is the table of kinds and their fields in the bindings help.
+func kindsHelp() string {
+	var sb strings.Builder
+	sb.WriteString("Kinds and their fields (secret-capable fields marked *):\n")
+	for _, k := range kindtable.All() {
+		fs := make([]string, 0, len(k.Secret)+len(k.Plain))
+		for _, f := range k.Secret {
+			fs = append(fs, f+"*")
+		}
+		fs = append(fs, k.Plain...)
+		sb.WriteString("  " + k.Name + strings.Repeat(" ", max(1, 27-len(k.Name))) + strings.Join(fs, ", ") + "\n")
+	}
+	sb.WriteString("Every kind: " + strings.Join(kindtable.Common, ", ") + ".\n")
+	return sb.String()
+}
+
 func stringsToIfaces(in []string) []interface{} {
 	out := make([]interface{}, len(in))
 	for i, s := range in {
@@ -210,14 +193,24 @@ func stringsToIfaces(in []string) []interface{} {
 
 // secretInputFields is every secret-capable binding field of any kind, and
 // its <field>_secret reference form: the request fields whose values must
-// reach the plugin as strings (see input_guard.go). Built from kindSpecs.
+// reach the plugin as strings (see input_guard.go).
 var secretInputFields = func() map[string]bool {
 	m := map[string]bool{}
-	for _, spec := range kindSpecs {
-		for _, f := range spec.secretFields {
+	for _, k := range kindtable.All() {
+		for _, f := range k.Secret {
 			m[f] = true
 			m[f+secretRefSuffix] = true
 		}
 	}
 	return m
 }()
+
+// sortedKeys returns a map's keys, sorted.
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -27,7 +27,7 @@ func pathBench(b *backend) []*framework.Path {
 				Callback: func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 					now := b.now()
 					m := &material{
-						handle: "baseline", kind: kindOAuth2RefreshToken,
+						handle: "baseline", kind: "oauth2.refresh_token",
 						accessToken: "baseline-token", tokenType: "Bearer",
 						obtainedAt: now, expiry: now.Add(time.Hour), headers: headers,
 					}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -14,7 +13,7 @@ import (
 
 // bindingEntry is a handle's binding, stored seal-wrapped at bindings/<handle>.
 type bindingEntry struct {
-	// Kind is one of kindSpecs; fixed at creation.
+	// Kind is a registered kind (kinds.go); fixed at creation.
 	Kind string `json:"kind"`
 	// Description is free text for operators.
 	Description string `json:"description,omitempty"`
@@ -28,7 +27,7 @@ type bindingEntry struct {
 	TokenParams map[string]string `json:"token_params,omitempty"`
 	// ExtraHeaders are non-secret headers added to the material.
 	ExtraHeaders map[string]string `json:"extra_headers,omitempty"`
-	// TTL caps the lease; for api_token it is the lease length. Zero means default.
+	// TTL caps the lease; for a static token it is the lease length. Zero means default.
 	TTL time.Duration `json:"ttl,omitempty"`
 	// Inline holds secret-capable fields given by value. Never returned.
 	Inline map[string]string `json:"inline,omitempty"`
@@ -65,8 +64,8 @@ func (e *bindingEntry) tokenURL() string {
 	if u := e.Plain["token_url"]; u != "" {
 		return u
 	}
-	if strings.HasPrefix(e.Kind, "google.") {
-		return googleTokenURL
+	if k := kindOf(e.Kind); k != nil {
+		return k.tokenURL
 	}
 	return ""
 }
@@ -344,21 +343,17 @@ func (b *backend) forgetBinding(ctx context.Context, handle string) {
 
 func (b *backend) pathBindingRefresh(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	handle := d.Get("handle").(string)
-	_, resp, err := b.material(ctx, req.Storage, handle, readOpts{force: true})
-	if err != nil || (resp != nil && resp.IsError()) {
-		// The status below is still the most useful answer for an operator,
-		// but a failed refresh must look failed.
-		if err != nil {
-			return nil, err
-		}
-		return resp, nil
+	// A failed refresh must look failed, even though the status below would
+	// be the most useful answer for an operator.
+	if _, err := b.material(ctx, req.Storage, handle, readOpts{force: true}); err != nil {
+		return readAnswer(err)
 	}
 	e, err := getBinding(ctx, req.Storage, handle)
 	if err != nil {
 		return nil, err
 	}
 	if e == nil {
-		return logical.ErrorResponse("no binding for handle %q", handle), nil
+		return readAnswer(errNotBound(handle))
 	}
 	st, err := getTokenState(ctx, req.Storage, handle)
 	if err != nil {
@@ -369,15 +364,12 @@ func (b *backend) pathBindingRefresh(ctx context.Context, req *logical.Request, 
 		"kind":   e.Kind,
 		"status": statusData(e, st, nil),
 	}}
-	if resp != nil {
-		out.Warnings = resp.Warnings
-	}
 	return out, nil
 }
 
 const pathBindingsHelpSyn = "Bind a credential handle to credential material."
 
-const pathBindingsHelpDesc = `
+var pathBindingsHelpDesc = `
 A binding says how a handle (e.g. google_sales) becomes credential material.
 kind is required on create and cannot change. Secret-capable fields
 (client_id, client_secret, refresh_token, private_key, credentials_json,
@@ -386,13 +378,4 @@ token) are given inline, which makes them write-only, or as
 which fields are inline and which secret each references, never a value, plus
 the binding's status (health, last refresh, expiry, last error).
 
-Kinds and their fields:
-  google.oauth2              client_id, client_secret, refresh_token, scopes, token_url
-  google.service_account     credentials_json | client_email + private_key (+ private_key_id),
-                             scopes, subject, target_audience, token_url
-  oauth2.refresh_token       client_id, client_secret, refresh_token, token_url, scopes, auth_style
-  oauth2.client_credentials  client_id, client_secret, token_url, scopes, auth_style, token_params
-  oauth2.jwt_bearer          private_key, key_id, issuer, subject, audience, token_url, scopes
-  api_token                  token, header (Authorization), scheme (Bearer; empty = bare token)
-Every kind: description, extra_headers, ttl.
-`
+` + kindsHelp()

@@ -93,9 +93,9 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *fr
 	if minTTL < 0 {
 		return logical.ErrorResponse("invalid min_ttl: must not be negative"), nil
 	}
-	mat, errResp, err := b.material(ctx, req.Storage, handle, readOpts{minTTL: minTTL})
-	if err != nil || errResp != nil {
-		return errResp, err
+	mat, err := b.material(ctx, req.Storage, handle, readOpts{minTTL: minTTL})
+	if err != nil {
+		return readAnswer(err)
 	}
 	cfg, err := b.getConfig(ctx, req.Storage)
 	if err != nil {

@@ -127,11 +127,8 @@ func TestToken_APIToken(t *testing.T) {
 	resp = b.read(t, "token/bare", nil)
 	require.Equal(t, map[string]string{"X-Api-Key": testAPIToken}, resp.Data["headers"])
 
-	// Unknown handle: a 400 naming it.
-	miss, err := b.do(t, logical.ReadOperation, "token/nope", nil)
-	require.NoError(t, err)
-	require.True(t, miss.IsError())
-	require.Contains(t, miss.Error().Error(), `"nope"`)
+	// Unknown handle: a 404 naming it (design.md, "Errors").
+	requireStatus(t, b, "token/nope", http.StatusNotFound, `no binding for handle "nope"`)
 
 	// Revoking a lease succeeds and changes nothing.
 	rev, err := b.HandleRequest(context.Background(), &logical.Request{
@@ -526,4 +523,23 @@ func TestToken_BackgroundRefreshRetriesAfterTransientFailure(t *testing.T) {
 	resp := b.read(t, "token/crm", nil)
 	require.Empty(t, resp.Warnings)
 	require.Equal(t, 1, b.scheduler.len())
+}
+
+// requireStatus reads path and requires Vault's answer to be status with a
+// message containing want.
+func requireStatus(t *testing.T, b *testBackend, path string, status int, want string) {
+	t.Helper()
+	resp, err := b.do(t, logical.ReadOperation, path, nil)
+	got, msg := 200, ""
+	var coded logical.HTTPCodedError
+	switch {
+	case errors.As(err, &coded):
+		got, msg = coded.Code(), coded.Error()
+	case err != nil:
+		got, msg = 500, err.Error()
+	case resp != nil && resp.IsError():
+		got, msg = 400, resp.Error().Error()
+	}
+	require.Equal(t, status, got, "read %s: %s", path, msg)
+	require.Contains(t, msg, want)
 }

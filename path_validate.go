@@ -111,7 +111,7 @@ func parseRequirements(raw interface{}) ([]requirement, *fieldError) {
 			return nil, fieldErr(field+".kind", "empty list of kinds")
 		}
 		for _, k := range kinds {
-			if _, ok := kindSpecs[k]; !ok {
+			if kindOf(k) == nil {
 				return nil, fieldErr(field+".kind", "unknown kind %q; one of %s", truncateForMessage(k), joinKinds(allKinds()))
 			}
 		}

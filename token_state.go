@@ -82,7 +82,7 @@ func statusData(e *bindingEntry, st *tokenState, missing []string) map[string]in
 		"health":               healthUnknown,
 		"consecutive_failures": 0,
 	}
-	if e.Kind == kindAPIToken {
+	if k := kindOf(e.Kind); k != nil && !k.upstream() {
 		out["health"] = healthOK
 	}
 	if st != nil {
@@ -107,7 +107,7 @@ func statusData(e *bindingEntry, st *tokenState, missing []string) map[string]in
 	if len(missing) > 0 {
 		out["missing_secrets"] = missing
 		out["last_error"] = "missing " + strings.Join(missing, ", ")
-		if e.Kind == kindAPIToken {
+		if k := kindOf(e.Kind); k != nil && !k.upstream() {
 			out["health"] = healthUnknown
 		}
 	}

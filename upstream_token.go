@@ -12,6 +12,40 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
+// upstreamToken is what a grant returns.
+type upstreamToken struct {
+	AccessToken  string
+	TokenType    string
+	RefreshToken string
+	// ExpiresIn is the lifetime the provider gave (expires_in), zero if none.
+	ExpiresIn time.Duration
+	// Expiry is an absolute expiry (an ID token's exp), zero if none.
+	Expiry time.Time
+	// Scope is the answer's scope: the scopes granted, when the provider
+	// says.
+	Scope string
+}
+
+// upstreamMaterial builds the material for a token obtained upstream.
+func upstreamMaterial(handle string, e *bindingEntry, st *tokenState) *material {
+	tt := normalizeTokenType(st.TokenType)
+	headers := make(map[string]string, len(e.ExtraHeaders)+1)
+	for k, v := range e.ExtraHeaders {
+		headers[k] = v
+	}
+	headers["Authorization"] = tt + " " + st.AccessToken
+	return &material{
+		handle:      handle,
+		kind:        e.Kind,
+		accessToken: st.AccessToken,
+		tokenType:   tt,
+		expiry:      st.Expiry,
+		obtainedAt:  st.ObtainedAt,
+		headers:     headers,
+		leaseCap:    e.TTL,
+	}
+}
+
 // maxTokenLifetime bounds the life the plugin believes a token has.
 const maxTokenLifetime = 365 * 24 * time.Hour
 

@@ -47,8 +47,8 @@ func cmdToken(args []string, stdout, stderr io.Writer) int {
 			code = exitInvalid
 		}
 		var re *resolver.Error
-		if errors.As(err, &re) && re.StatusCode == 404 {
-			code = exitVault // nothing mounted there
+		if errors.As(err, &re) && re.StatusCode == 404 && !unboundHandle(re.Messages) {
+			code = exitVault // Vault's own 404: nothing mounted there
 		}
 		return failf(stderr, code, "%s", err)
 	}
@@ -105,4 +105,15 @@ func cmdToken(args []string, stdout, stderr io.Writer) int {
 	}
 	_ = tw.Flush()
 	return exitOK
+}
+
+// unboundHandle reports whether a 404 is the plugin's "no binding for
+// handle" (docs/errors.md) rather than Vault's own.
+func unboundHandle(msgs []string) bool {
+	for _, m := range msgs {
+		if strings.HasPrefix(strings.TrimSpace(m), "no binding for handle") {
+			return true
+		}
+	}
+	return false
 }

@@ -3,7 +3,40 @@ package flowcred
 import (
 	"strings"
 	"time"
+
+	"github.com/flowcred/vault-plugin-flowcred/internal/kindtable"
 )
+
+// api_token: a static token, served as configured in the binding's header
+// with its scheme; no upstream.
+
+var apiTokenKind = &kind{
+	Kind:  mustKind(kindtable.APIToken),
+	serve: serveAPIToken,
+	cleanSecret: func(field, v string) (string, *fieldError) {
+		if field != apiTokenField {
+			return v, nil
+		}
+		return cleanAPIToken(field, v)
+	},
+	credentialHeader: apiTokenHeader,
+}
+
+// apiTokenHeader is the header a binding's token goes in.
+func apiTokenHeader(e *bindingEntry) string {
+	if h := e.Plain["header"]; h != "" {
+		return h
+	}
+	return "Authorization"
+}
+
+// serveAPIToken checks the resolved token and builds its material.
+func serveAPIToken(handle string, e *bindingEntry, in map[string]string, now time.Time) (*material, *fieldError) {
+	if ferr := checkStaticInputs(e, in); ferr != nil {
+		return nil, ferr
+	}
+	return staticMaterial(handle, e, in, now), nil
+}
 
 // defaultStaticTTL is the lease length of an api_token binding without ttl.
 const defaultStaticTTL = time.Hour
@@ -40,7 +73,7 @@ func cleanAPIToken(field, v string) (string, *fieldError) {
 // and the secret, never the value. A nil result means staticMaterial can
 // serve the inputs.
 func checkStaticInputs(e *bindingEntry, in map[string]string) *fieldError {
-	if e.Kind != kindAPIToken || headerSafe(trimFileNewline(in[apiTokenField])) {
+	if headerSafe(trimFileNewline(in[apiTokenField])) {
 		return nil
 	}
 	if name, ok := e.Refs[apiTokenField]; ok {
@@ -54,10 +87,7 @@ func checkStaticInputs(e *bindingEntry, in map[string]string) *fieldError {
 // secret written with value=@file, or a binding written before write-time
 // trimming). Callers check the inputs with checkStaticInputs first.
 func staticMaterial(handle string, e *bindingEntry, in map[string]string, now time.Time) *material {
-	header := e.Plain["header"]
-	if header == "" {
-		header = "Authorization"
-	}
+	header := apiTokenHeader(e)
 	scheme, set := e.Plain["scheme"]
 	if !set {
 		scheme = "Bearer"

@@ -1,0 +1,41 @@
+package flowcred
+
+import (
+	"context"
+	"net/url"
+	"strings"
+
+	"golang.org/x/oauth2"
+
+	"github.com/flowcred/vault-plugin-flowcred/internal/kindtable"
+)
+
+// oauth2.client_credentials: the client-credentials grant (RFC 6749
+// section 4.4), with the binding's token_params (audience, resource, ...).
+
+var clientCredentialsKind = &kind{
+	Kind:      mustKind(kindtable.OAuth2ClientCreds),
+	authStyle: oauth2.AuthStyleAutoDetect,
+	grant:     clientCredentialsGrant,
+}
+
+func clientCredentialsGrant(ctx context.Context, b *backend, g *grantCall) (*upstreamToken, error) {
+	e := g.binding
+	form := url.Values{}
+	for k, v := range e.TokenParams {
+		form.Set(k, v)
+	}
+	form.Set("grant_type", "client_credentials")
+	if len(e.Scopes) > 0 {
+		form.Set("scope", strings.Join(e.Scopes, " "))
+	}
+	tok, err := b.tokenClient().exchange(ctx, &tokenRequest{
+		url: e.tokenURL(), form: form,
+		clientID: g.inputs["client_id"], clientSecret: g.inputs["client_secret"],
+		style: kindOf(e.Kind).authStyleOf(e),
+	})
+	if tok != nil {
+		tok.RefreshToken = "" // a client-credentials grant has nothing to rotate
+	}
+	return tok, err
+}

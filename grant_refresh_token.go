@@ -1,0 +1,55 @@
+package flowcred
+
+import (
+	"context"
+	"net/url"
+	"strings"
+
+	"golang.org/x/oauth2"
+
+	"github.com/flowcred/vault-plugin-flowcred/internal/kindtable"
+)
+
+// The refresh-token grant family (RFC 6749 section 6): oauth2.refresh_token
+// for any provider, and google.oauth2 with Google's defaults. The provider
+// may rotate the refresh token; the lifecycle keeps the newest (rotates).
+
+// googleTokenURL is the token endpoint the google.* kinds use unless a
+// binding says otherwise.
+const googleTokenURL = "https://oauth2.googleapis.com/token"
+
+var refreshTokenKind = &kind{
+	Kind:      mustKind(kindtable.OAuth2RefreshToken),
+	authStyle: oauth2.AuthStyleAutoDetect,
+	rotates:   true,
+	grant:     refreshGrant,
+}
+
+var googleOAuth2Kind = &kind{
+	Kind:     mustKind(kindtable.GoogleOAuth2),
+	tokenURL: googleTokenURL,
+	// Google accepts both; the body is what its own libraries send.
+	authStyle: oauth2.AuthStyleInParams,
+	rotates:   true,
+	grant:     refreshGrant,
+}
+
+// refreshGrant sends the refresh token, with the binding's scopes (section
+// 6 allows narrowing them). Only a refresh token the provider actually
+// changed is reported as rotated.
+func refreshGrant(ctx context.Context, b *backend, g *grantCall) (*upstreamToken, error) {
+	e := g.binding
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {g.refreshToken}}
+	if len(e.Scopes) > 0 {
+		form.Set("scope", strings.Join(e.Scopes, " "))
+	}
+	tok, err := b.tokenClient().exchange(ctx, &tokenRequest{
+		url: e.tokenURL(), form: form,
+		clientID: g.inputs["client_id"], clientSecret: g.inputs["client_secret"],
+		style: kindOf(e.Kind).authStyleOf(e),
+	})
+	if tok != nil && tok.RefreshToken == g.refreshToken {
+		tok.RefreshToken = ""
+	}
+	return tok, err
+}
