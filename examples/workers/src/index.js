@@ -201,9 +201,13 @@ export function minTTLFor(m, now) {
 export function vaultError(status, body, prefix = "") {
   const msg = (prefix ? prefix + ": " : "") + (body.errors ?? []).join("; ");
   if (status === 403) return new ResolveError("permission_denied", 403, msg || "permission denied");
+  // The plugin answers 404 for an unbound handle (Vault's own 404 when nothing is
+  // mounted), and a 400 whose message starts with the health word for a binding a
+  // person must fix (docs/errors.md): decided by status and that word only.
   if (status === 404) return new ResolveError("not_found", 404, msg || "nothing mounted at the token path");
-  if (status === 400 && msg.includes("no binding for handle")) return new ResolveError("not_found", 404, msg);
-  if (status === 400 && msg.includes("needs re-authorization")) return new ResolveError("needs_reauth", 409, msg);
+  const word = ((body.errors ?? [])[0] ?? "").trim().split(":")[0];
+  if (status === 400 && word === "needs_reauth") return new ResolveError("needs_reauth", 409, msg);
+  if (status === 400 && word === "needs_authorization") return new ResolveError("needs_authorization", 409, msg);
   if (status === 429 || status >= 500) return new ResolveError("unavailable", 503, msg || `Vault answered ${status}`);
   return new ResolveError("misconfigured", 500, msg || `Vault answered ${status}`);
 }

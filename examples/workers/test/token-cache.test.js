@@ -130,9 +130,11 @@ test("a Vault token Vault refuses is replaced by a new login", async () => {
 
 test("errors are mapped like the Go resolver's", async () => {
   const { cache } = newCache();
-  vaultAnswer = () => Response.json({ errors: ['no binding for handle "google_sales"'] }, { status: 400 });
+  vaultAnswer = () => Response.json({ errors: ['no binding for handle "google_sales"'] }, { status: 404 });
   await assert.rejects(cache.resolve("google_sales", null, T0), (e) => e.kind === "not_found" && e.status === 404);
-  assert.equal(vaultError(400, { errors: ['handle "x" needs re-authorization: invalid_grant'] }).kind, "needs_reauth");
+  assert.equal(vaultError(400, { errors: ['needs_reauth: handle "x" needs re-authorization: invalid_grant'] }).kind, "needs_reauth");
+  assert.equal(vaultError(400, { errors: ['needs_authorization: handle "x" has no refresh token'] }).kind, "needs_authorization");
+  assert.equal(vaultError(400, { errors: ['handle "x" needs re-authorization: invalid_grant'] }).kind, "misconfigured");
   assert.equal(vaultError(502, { errors: ["no cached token is valid"] }).kind, "unavailable");
   assert.equal(vaultError(403, {}).kind, "permission_denied");
   assert.equal(vaultError(400, { errors: ["secret missing"] }).kind, "misconfigured");
