@@ -29,13 +29,21 @@ func clientCredentialsGrant(ctx context.Context, b *backend, g *grantCall) (*ups
 	if len(e.Scopes) > 0 {
 		form.Set("scope", strings.Join(e.Scopes, " "))
 	}
-	tok, err := b.tokenClient().exchange(ctx, &tokenRequest{
-		url: e.tokenURL(), form: form,
-		clientID: g.inputs["client_id"], clientSecret: g.inputs["client_secret"],
-		style: kindOf(e.Kind).authStyleOf(e),
-	})
+	tok, err := b.clientGrant(ctx, g, form)
 	if tok != nil {
 		tok.RefreshToken = "" // a client-credentials grant has nothing to rotate
 	}
 	return tok, err
+}
+
+// clientGrant sends a grant authenticated with the binding's client_id and
+// client_secret, the way its auth_style says (shared with the refresh-token
+// family).
+func (b *backend) clientGrant(ctx context.Context, g *grantCall, form url.Values) (*upstreamToken, error) {
+	e := g.binding
+	return b.tokenClient().exchange(ctx, &tokenRequest{
+		url: e.tokenURL(), form: form,
+		clientID: g.inputs["client_id"], clientSecret: g.inputs["client_secret"],
+		style: kindOf(e.Kind).authStyleOf(e),
+	})
 }

@@ -43,11 +43,7 @@ func refreshGrant(ctx context.Context, b *backend, g *grantCall) (*upstreamToken
 	if len(e.Scopes) > 0 {
 		form.Set("scope", strings.Join(e.Scopes, " "))
 	}
-	tok, err := b.tokenClient().exchange(ctx, &tokenRequest{
-		url: e.tokenURL(), form: form,
-		clientID: g.inputs["client_id"], clientSecret: g.inputs["client_secret"],
-		style: kindOf(e.Kind).authStyleOf(e),
-	})
+	tok, err := b.clientGrant(ctx, g, form)
 	if tok != nil && tok.RefreshToken == g.refreshToken {
 		tok.RefreshToken = ""
 	}

@@ -71,29 +71,11 @@ func (e *bindingEntry) tokenURL() string {
 }
 
 func getBinding(ctx context.Context, s logical.Storage, handle string) (*bindingEntry, error) {
-	entry, err := s.Get(ctx, bindingStoragePrefix+handle)
-	if err != nil {
-		return nil, fmt.Errorf("reading binding %q: %w", handle, err)
-	}
-	if entry == nil {
-		return nil, nil
-	}
-	var e bindingEntry
-	if err := entry.DecodeJSON(&e); err != nil {
-		return nil, fmt.Errorf("decoding binding %q: %w", handle, err)
-	}
-	return &e, nil
+	return getJSON[bindingEntry](ctx, s, bindingStoragePrefix+handle, fmt.Sprintf("binding %q", handle))
 }
 
 func putBinding(ctx context.Context, s logical.Storage, handle string, e *bindingEntry) error {
-	entry, err := logical.StorageEntryJSON(bindingStoragePrefix+handle, e)
-	if err != nil {
-		return err
-	}
-	if err := s.Put(ctx, entry); err != nil {
-		return fmt.Errorf("writing binding %q: %w", handle, err)
-	}
-	return nil
+	return putJSON(ctx, s, bindingStoragePrefix+handle, fmt.Sprintf("binding %q", handle), e)
 }
 
 func pathBindings(b *backend) []*framework.Path {

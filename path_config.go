@@ -197,12 +197,8 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		c.BackgroundRefresh = raw.(bool)
 	}
 
-	entry, err := logical.StorageEntryJSON(configStorageKey, &c)
-	if err != nil {
+	if err := putJSON(ctx, req.Storage, configStorageKey, "config", &c); err != nil {
 		return nil, err
-	}
-	if err := req.Storage.Put(ctx, entry); err != nil {
-		return nil, fmt.Errorf("writing config: %w", err)
 	}
 	b.config.Store(&c)
 	return nil, nil

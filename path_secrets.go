@@ -97,29 +97,11 @@ var secretResponseFields = map[string]*framework.FieldSchema{
 
 // getSecret returns the stored secret, or nil, nil when there is none.
 func getSecret(ctx context.Context, s logical.Storage, name string) (*secretEntry, error) {
-	entry, err := s.Get(ctx, secretStoragePrefix+name)
-	if err != nil {
-		return nil, fmt.Errorf("reading secret %q: %w", name, err)
-	}
-	if entry == nil {
-		return nil, nil
-	}
-	var e secretEntry
-	if err := entry.DecodeJSON(&e); err != nil {
-		return nil, fmt.Errorf("decoding secret %q: %w", name, err)
-	}
-	return &e, nil
+	return getJSON[secretEntry](ctx, s, secretStoragePrefix+name, fmt.Sprintf("secret %q", name))
 }
 
 func putSecret(ctx context.Context, s logical.Storage, name string, e *secretEntry) error {
-	entry, err := logical.StorageEntryJSON(secretStoragePrefix+name, e)
-	if err != nil {
-		return err
-	}
-	if err := s.Put(ctx, entry); err != nil {
-		return fmt.Errorf("writing secret %q: %w", name, err)
-	}
-	return nil
+	return putJSON(ctx, s, secretStoragePrefix+name, fmt.Sprintf("secret %q", name), e)
 }
 
 func (b *backend) pathSecretRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

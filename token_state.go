@@ -52,29 +52,11 @@ type bindingStatus struct {
 }
 
 func getTokenState(ctx context.Context, s logical.Storage, handle string) (*tokenState, error) {
-	entry, err := s.Get(ctx, tokenStoragePrefix+handle)
-	if err != nil {
-		return nil, fmt.Errorf("reading token state of %q: %w", handle, err)
-	}
-	if entry == nil {
-		return nil, nil
-	}
-	var st tokenState
-	if err := entry.DecodeJSON(&st); err != nil {
-		return nil, fmt.Errorf("decoding token state of %q: %w", handle, err)
-	}
-	return &st, nil
+	return getJSON[tokenState](ctx, s, tokenStoragePrefix+handle, fmt.Sprintf("token state of %q", handle))
 }
 
 func putTokenState(ctx context.Context, s logical.Storage, handle string, st *tokenState) error {
-	entry, err := logical.StorageEntryJSON(tokenStoragePrefix+handle, st)
-	if err != nil {
-		return err
-	}
-	if err := s.Put(ctx, entry); err != nil {
-		return fmt.Errorf("writing token state of %q: %w", handle, err)
-	}
-	return nil
+	return putJSON(ctx, s, tokenStoragePrefix+handle, fmt.Sprintf("token state of %q", handle), st)
 }
 
 func statusData(e *bindingEntry, st *tokenState, missing []string) map[string]interface{} {
