@@ -10,13 +10,29 @@
 //	m, err := p.Resolve(ctx, "google_sales")
 //	m.Apply(req)                  // Authorization: Bearer ..., extra headers
 //
-// or, for every request of an HTTP client:
+// and the golang.org/x/oauth2 idioms, in one line each:
 //
-//	client := &http.Client{Transport: &resolver.Transport{Provider: p, Handle: "google_sales"}}
+//	client := p.NewClient(ctx, "google_sales")   // every header, 401 retried once
+//	ts := p.TokenSource("google_sales")          // for option.WithTokenSource, oauth2.NewClient
 //
 // The plugin refreshes tokens upstream; this package only decides when to
 // ask Vault again. Concurrent resolves of one handle make one Vault read, and
 // different handles never wait on each other.
+//
+// Errors wrap one sentinel each, for errors.Is: ErrNotFound (404),
+// ErrNeedsReauth and ErrNeedsAuthorization (a 400 whose message starts with
+// that health word), ErrPermissionDenied, ErrVaultTokenExpired,
+// ErrUnavailable and ErrMisconfigured. They are decided from Vault's status
+// and that leading word only.
+//
+// The provider's own Vault token: WithAuth logs in with a vault/api auth
+// method (AppRole, Kubernetes, ...), keeps the token alive with vault/api's
+// LifetimeWatcher and logs in again when it ends; WithTokenRenewal renews an
+// existing renewable token. Close stops them.
+//
+// This package imports vault/api but not the Vault SDK (github.com/
+// hashicorp/vault/sdk): a connector that imports it builds neither the
+// plugin framework nor its dependencies (TestImports_NoVaultSDK).
 //
 // Material never prints its token: String, GoString, Format, LogValue and
 // MarshalJSON redact it, so logging a *Material is safe. Read AccessToken or

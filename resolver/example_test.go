@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"log"
 	"net/http"
+	"os"
 	"strings"
 	"time"
+
+	"github.com/hashicorp/vault/api"
+	"golang.org/x/oauth2"
 
 	"github.com/flowcred/vault-plugin-flowcred/resolver"
 )
@@ -58,6 +62,87 @@ func ExampleTransport() {
 		log.Fatal(err)
 	}
 	defer resp.Body.Close()
+}
+
+// sheetsService has the shape of a Google API client (sheets.NewService with
+// option.WithTokenSource): its constructor takes an oauth2.TokenSource and
+// builds its *http.Client with oauth2.NewClient.
+type sheetsService struct{ client *http.Client }
+
+func newSheetsService(ctx context.Context, ts oauth2.TokenSource) *sheetsService {
+	return &sheetsService{client: oauth2.NewClient(ctx, ts)}
+}
+
+// A client that takes an oauth2.TokenSource. With google.golang.org/api:
+//
+//	svc, err := sheets.NewService(ctx, option.WithTokenSource(p.TokenSource("google_sales")),
+//		option.WithQuotaProject("sales-project")) // a TokenSource carries no extra_headers
+//
+// The token is the provider's cached one until the lease nears its end; the
+// oauth2.Token's Expiry is that moment, so the client asks again in time.
+func ExampleVaultProvider_TokenSource() {
+	p, err := resolver.NewVault()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+	ctx := context.Background()
+	svc := newSheetsService(ctx, p.TokenSource("google_sales"))
+
+	resp, err := svc.client.Get("https://sheets.googleapis.com/v4/spreadsheets/SHEET_ID/values/A1:D10")
+	switch {
+	case errors.Is(err, resolver.ErrNotFound):
+		log.Fatal("no binding for google_sales: ask an operator to bind it")
+	case errors.Is(err, resolver.ErrNeedsReauth), errors.Is(err, resolver.ErrNeedsAuthorization):
+		log.Fatalf("google_sales must be (re-)authorized by a person: %v", err)
+	case err != nil:
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+}
+
+// An *http.Client in one line: every header of the material (Authorization
+// and the binding's extra_headers, e.g. x-goog-user-project), cached, and a
+// 401 retried once with a fresh token.
+func ExampleVaultProvider_NewClient() {
+	p, err := resolver.NewVault()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+	client := p.NewClient(context.Background(), "google_sales")
+	client.Timeout = 30 * time.Second
+	resp, err := client.Get("https://sheets.googleapis.com/v4/spreadsheets/SHEET_ID/values/A1:D10")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+}
+
+// appRole stands in for github.com/hashicorp/vault/api/auth/approle:
+//
+//	method, err := approle.NewAppRoleAuth(roleID, &approle.SecretID{FromEnv: "VAULT_SECRET_ID"})
+//
+// Any api.AuthMethod works (kubernetes.NewKubernetesAuth, aws, ...).
+type appRole struct{ roleID, secretID string }
+
+func (a appRole) Login(ctx context.Context, c *api.Client) (*api.Secret, error) {
+	return c.Logical().WriteWithContext(ctx, "auth/approle/login", map[string]interface{}{"role_id": a.roleID, "secret_id": a.secretID})
+}
+
+// The connector's own Vault token from an auth method: logged in before the
+// first read, renewed while Vault allows, and replaced by a new login before
+// it ends or when it was revoked.
+func ExampleWithAuth() {
+	p, err := resolver.NewVault(resolver.WithAuth(appRole{os.Getenv("VAULT_ROLE_ID"), os.Getenv("VAULT_SECRET_ID")}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close() // stops the token's watcher
+	_, err = p.Resolve(context.Background(), "google_sales")
+	if errors.Is(err, resolver.ErrVaultTokenExpired) {
+		log.Fatalf("the connector's Vault login failed: check its role and secret ID: %v", err)
+	}
 }
 
 // Options: a client built elsewhere, another mount, a fixed refresh margin.

@@ -135,8 +135,9 @@ func TestIntegration_RealVault(t *testing.T) {
 		status int
 		msg    string
 	}{
-		{"no binding", notFoundErr, resolver.ErrNotFound, 400, `no binding for handle "unbound"`},
-		{"needs reauth", reauthErr, resolver.ErrNeedsReauth, 400, "invalid_grant"},
+		{"no binding", notFoundErr, resolver.ErrNotFound, 404, `no binding for handle "unbound"`},
+		{"needs reauth", reauthErr, resolver.ErrNeedsReauth, 400, "needs_reauth: "},
+		{"needs reauth: the provider's code", reauthErr, resolver.ErrNeedsReauth, 400, "invalid_grant"},
 		{"permission denied", deniedErr, resolver.ErrPermissionDenied, 403, "permission denied"},
 		{"nothing mounted", noMountErr, resolver.ErrNotFound, 404, "no handler for route"},
 	} {

@@ -49,6 +49,9 @@ type Material struct {
 	// gives the token's end on the local clock, immune to clock skew.
 	// Zero when unknown.
 	expiresIn time.Duration
+	// readAgain is the answer's data.ttl, which the plugin sends instead
+	// of a lease when the mount has token_leases=false: read again after it.
+	readAgain time.Duration
 }
 
 // Apply sets the material's headers on req, replacing any value they had.

@@ -211,11 +211,39 @@ func TestTransport_RefreshErrorIsReturned(t *testing.T) {
 	if _, err := f.p.Resolve(context.Background(), "google_sales"); err != nil {
 		t.Fatal(err)
 	}
-	f.te.mode.Store("invalid_grant")
+	// The binding goes: the refresh the 401 asks for is refused.
+	if _, err := vaultClient(t, f.fv.Addr, fakevault.RootToken).Logical().Delete("flowcred/bindings/google_sales"); err != nil {
+		t.Fatal(err)
+	}
 	req, _ := http.NewRequest(http.MethodGet, f.api.srv.URL+"/", nil)
 	_, err := f.c.Do(req)
-	if !errors.Is(err, resolver.ErrNeedsReauth) {
-		t.Fatalf("err = %v, want ErrNeedsReauth", err)
+	if !errors.Is(err, resolver.ErrNotFound) {
+		t.Fatalf("err = %v, want ErrNotFound", err)
+	}
+}
+
+// A grant refused while the cached token is still valid: the plugin keeps
+// serving that token with a warning (design.md, "Errors"), so there is no
+// new token to retry with and the API's 401 is the answer.
+func TestTransport_NeedsReauthWithValidCachedTokenReturnsThe401(t *testing.T) {
+	f := newTransportFixture(t)
+	f.api.revoke("tok-1")
+	if _, err := f.p.Resolve(context.Background(), "google_sales"); err != nil {
+		t.Fatal(err)
+	}
+	f.te.mode.Store("invalid_grant")
+	req, _ := http.NewRequest(http.MethodGet, f.api.srv.URL+"/", nil)
+	resp, err := f.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("status %d, want the API's 401", resp.StatusCode)
+	}
+	m, err := f.p.Refresh(context.Background(), "google_sales", nil)
+	if err != nil || m.AccessToken != "tok-1" || len(m.Warnings) == 0 || !strings.Contains(strings.Join(m.Warnings, " "), "re-authorization") {
+		t.Fatalf("refresh: %v, warnings %q", err, m.Warnings)
 	}
 }
 

@@ -2,13 +2,9 @@ package resolver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"regexp"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +43,10 @@ type VaultProvider struct {
 	margin time.Duration
 	now    func() time.Time
 
+	// keeper looks after the client's own Vault token (WithAuth,
+	// WithTokenRenewal, and telling an expired token from a denial).
+	keeper *keeper
+
 	mu      sync.Mutex
 	entries map[string]*entry
 }
@@ -65,64 +65,13 @@ type entry struct {
 	lastErr error
 }
 
-// Option configures a VaultProvider.
-type Option func(*VaultProvider) error
-
-// WithClient uses c instead of a client built from the VAULT_* environment.
-// The client's token, namespace and retry settings are used as they are.
-func WithClient(c *api.Client) Option {
-	return func(p *VaultProvider) error {
-		if c == nil {
-			return errors.New("resolver: WithClient: nil client")
-		}
-		p.client = c
-		return nil
-	}
-}
-
-// WithMount sets the plugin's mount path (default "flowcred").
-func WithMount(mount string) Option {
-	return func(p *VaultProvider) error {
-		m := strings.Trim(mount, "/")
-		if m == "" {
-			return errors.New("resolver: WithMount: empty mount path")
-		}
-		p.mount = m
-		return nil
-	}
-}
-
-// WithMargin re-reads a handle when less than d is left of its lease or of
-// its token's life. The default (0) is 10% of the lease. A margin at least
-// as long as the lease disables caching.
-func WithMargin(d time.Duration) Option {
-	return func(p *VaultProvider) error {
-		if d < 0 {
-			return fmt.Errorf("resolver: WithMargin: negative margin %s", d)
-		}
-		p.margin = d
-		return nil
-	}
-}
-
-// WithClock replaces time.Now, for tests.
-func WithClock(now func() time.Time) Option {
-	return func(p *VaultProvider) error {
-		if now == nil {
-			return errors.New("resolver: WithClock: nil clock")
-		}
-		p.now = now
-		return nil
-	}
-}
-
 // NewVault returns a provider that reads flowcred tokens from Vault. Unless
 // WithClient is given, the Vault client is configured like the vault CLI's:
 // VAULT_ADDR, VAULT_TOKEN, VAULT_NAMESPACE, VAULT_CACERT, VAULT_MAX_RETRIES
 // and the other VAULT_* variables (api.DefaultConfig). Behind a Vault Agent
 // API proxy with use_auto_auth_token, VAULT_TOKEN may be empty.
 func NewVault(opts ...Option) (*VaultProvider, error) {
-	p := &VaultProvider{mount: DefaultMount, now: time.Now, entries: map[string]*entry{}}
+	p := &VaultProvider{mount: DefaultMount, now: time.Now, entries: map[string]*entry{}, keeper: newKeeper()}
 	for _, o := range opts {
 		if err := o(p); err != nil {
 			return nil, err
@@ -139,6 +88,7 @@ func NewVault(opts ...Option) (*VaultProvider, error) {
 		}
 		p.client = c
 	}
+	p.keeper.client = p.client
 	return p, nil
 }
 
@@ -283,8 +233,12 @@ func (p *VaultProvider) fallback(cached *Material, err error) (*Material, error)
 func deadline(m *Material) (time.Time, time.Duration) {
 	var end time.Time
 	var span time.Duration
-	if m.LeaseDuration > 0 {
+	switch {
+	case m.LeaseDuration > 0:
 		end, span = m.FetchedAt.Add(m.LeaseDuration), m.LeaseDuration
+	case m.readAgain > 0:
+		// No lease (mount config token_leases=false): data.ttl says when.
+		end, span = m.FetchedAt.Add(m.readAgain), m.readAgain
 	}
 	if t := m.tokenEnd(); !t.IsZero() && (end.IsZero() || t.Before(end)) {
 		end = t
@@ -297,15 +251,22 @@ func deadline(m *Material) (time.Time, time.Duration) {
 
 // fresh reports whether m can be served without asking Vault.
 func (p *VaultProvider) fresh(m *Material, now time.Time) bool {
+	at := p.refreshAt(m)
+	return !at.IsZero() && now.Before(at)
+}
+
+// refreshAt is when Resolve stops serving m from the cache and reads Vault
+// again; zero when m has neither lease nor expiry.
+func (p *VaultProvider) refreshAt(m *Material) time.Time {
 	end, span := deadline(m)
 	if end.IsZero() {
-		return false
+		return end
 	}
 	margin := p.margin
 	if margin == 0 {
 		margin = span / 10
 	}
-	return now.Before(end.Add(-margin))
+	return end.Add(-margin)
 }
 
 // usable reports whether m's token is still valid, margin or not.
@@ -315,81 +276,6 @@ func (p *VaultProvider) usable(m *Material, now time.Time) bool {
 	}
 	end, _ := deadline(m)
 	return !end.IsZero() && now.Before(end)
-}
-
-// read fetches the handle's material from Vault.
-func (p *VaultProvider) read(ctx context.Context, handle string, minTTL time.Duration) (*Material, error) {
-	var q url.Values
-	if minTTL > 0 {
-		q = url.Values{"min_ttl": {strconv.FormatInt(int64(minTTL/time.Second), 10)}}
-	}
-	path := p.mount + "/token/" + handle
-	fetchedAt := p.now()
-	resp, err := p.client.Logical().ReadRawWithDataWithContext(ctx, path, q)
-	if resp != nil {
-		defer resp.Body.Close()
-	}
-	if err != nil {
-		return nil, classify(ctx, handle, err)
-	}
-	secret, err := api.ParseSecret(resp.Body)
-	if err != nil {
-		return nil, &Error{Handle: handle, StatusCode: resp.StatusCode, kind: ErrUnavailable,
-			Messages: []string{"Vault's answer is not a secret: " + oneLine(err.Error())}}
-	}
-	return parseMaterial(handle, path, secret, fetchedAt)
-}
-
-// parseMaterial reads the token/<handle> response data (design.md).
-func parseMaterial(handle, path string, s *api.Secret, fetchedAt time.Time) (*Material, error) {
-	if s == nil || s.Data == nil {
-		return nil, &Error{Handle: handle, kind: ErrNotFound,
-			Messages: []string{"Vault returned no data at " + path + "; is the flowcred plugin mounted there?"}}
-	}
-	str := func(k string) string { v, _ := s.Data[k].(string); return v }
-	m := &Material{
-		Handle:        str("handle"),
-		Kind:          str("kind"),
-		AccessToken:   str("access_token"),
-		TokenType:     str("token_type"),
-		LeaseID:       s.LeaseID,
-		LeaseDuration: time.Duration(s.LeaseDuration) * time.Second,
-		FetchedAt:     fetchedAt,
-		Warnings:      append([]string(nil), s.Warnings...),
-	}
-	if m.Handle == "" {
-		m.Handle = handle
-	}
-	if m.AccessToken == "" {
-		return nil, &Error{Handle: handle, kind: ErrMisconfigured,
-			Messages: []string{"Vault's answer at " + path + " has no access_token; is the flowcred plugin mounted there?"}}
-	}
-	if v := str("expires_at"); v != "" {
-		t, err := time.Parse(time.RFC3339, v)
-		if err != nil {
-			return nil, &Error{Handle: handle, kind: ErrMisconfigured, Messages: []string{"expires_at is not RFC 3339"}}
-		}
-		m.ExpiresAt = t
-	}
-	switch v := s.Data["expires_in"].(type) {
-	case json.Number:
-		if n, err := v.Int64(); err == nil && n > 0 {
-			m.expiresIn = time.Duration(n) * time.Second
-		}
-	case float64:
-		if v > 0 {
-			m.expiresIn = time.Duration(v) * time.Second
-		}
-	}
-	if h, ok := s.Data["headers"].(map[string]interface{}); ok {
-		m.Headers = make(map[string]string, len(h))
-		for k, v := range h {
-			if sv, ok := v.(string); ok {
-				m.Headers[k] = sv
-			}
-		}
-	}
-	return m, nil
 }
 
 func checkHandle(handle string) error {

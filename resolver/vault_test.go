@@ -153,6 +153,32 @@ func TestResolve_TokenExpiryBoundsCache(t *testing.T) {
 	}
 }
 
+// Without a lease (mount config token_leases=false) the answer's data.ttl
+// says when to read again.
+func TestResolve_NoLeaseUsesDataTTL(t *testing.T) {
+	fv := fakevault.Start(t)
+	fv.Hook(func(w http.ResponseWriter, r *http.Request) bool {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"lease_id":"","lease_duration":0,"data":{"handle":"x","kind":"oauth2.refresh_token","access_token":"t","token_type":"Bearer","expires_in":3600,"ttl":100,"rotation_period":3600,"headers":{"Authorization":"Bearer t"}}}`))
+		return true
+	})
+	clk := newClock()
+	p := newProvider(t, fv, resolver.WithClock(clk.Now))
+	ctx := context.Background()
+	for _, step := range []struct {
+		advance time.Duration
+		reads   int
+	}{{0, 1}, {89 * time.Second, 1}, {2 * time.Second, 2}} {
+		clk.Advance(step.advance)
+		if _, err := p.Resolve(ctx, "x"); err != nil {
+			t.Fatal(err)
+		}
+		if n := fv.Count("flowcred/token/x"); n != step.reads {
+			t.Fatalf("after +%v: %d reads, want %d (ttl 100s, 10%% margin)", step.advance, n, step.reads)
+		}
+	}
+}
+
 // blockReads holds token reads of handle until the returned release is
 // called; started receives once per blocked request.
 func blockReads(fv *fakevault.Server, handle string) (started chan struct{}, release func()) {
@@ -377,7 +403,10 @@ func TestResolve_ErrorMapping(t *testing.T) {
 	bindOAuth(t, fv, "reauth", te)
 	bindOAuth(t, fv, "down", te)
 	fv.Write(t, "flowcred/bindings/nosecret", map[string]interface{}{"kind": "api_token", "token_secret": "not_written"})
-	fv.AddToken("narrow", func(method, path string) bool { return path == "flowcred/token/allowed" })
+	// A live token without read on the handle (it can look itself up).
+	fv.AddToken("narrow", func(method, path string) bool {
+		return path == "flowcred/token/allowed" || path == "auth/token/lookup-self"
+	})
 
 	ctx := context.Background()
 	p := newProvider(t, fv)
@@ -405,8 +434,9 @@ func TestResolve_ErrorMapping(t *testing.T) {
 		status int
 		msg    string
 	}{
-		{"no binding", notFoundErr, resolver.ErrNotFound, 400, `no binding for handle "google_sales"`},
-		{"needs reauth", reauthErr, resolver.ErrNeedsReauth, 400, "invalid_grant"},
+		{"no binding", notFoundErr, resolver.ErrNotFound, 404, `no binding for handle "google_sales"`},
+		{"needs reauth", reauthErr, resolver.ErrNeedsReauth, 400, "needs_reauth: "},
+		{"needs reauth: the provider's code", reauthErr, resolver.ErrNeedsReauth, 400, "invalid_grant"},
 		{"provider down, no cached token", downErr, resolver.ErrUnavailable, 502, "no cached token is valid"},
 		{"permission denied", deniedErr, resolver.ErrPermissionDenied, 403, "permission denied"},
 		{"missing secret", missingSecretErr, resolver.ErrMisconfigured, 400, `secret "not_written"`},
