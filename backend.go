@@ -103,6 +103,10 @@ type backend struct {
 	// scheduler drives background refresh of recently read handles.
 	scheduler *refreshScheduler
 
+	// sysView is the system view given to the framework, with the answers
+	// asked on every request cached (sysview.go); nil before Setup.
+	sysView *cachingSystemView
+
 	// storageView is the mount's storage, kept from InitializeFunc so that
 	// Clean can write token states whose write failed.
 	storageView logical.Storage

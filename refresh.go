@@ -25,6 +25,9 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, hc *handleCach
 		return b.failureAnswer(handle, snap, ue, o, now)
 	}
 
+	if !b.writableForRefresh() {
+		return nil, logical.ErrReadOnly
+	}
 	g := &grantCall{binding: snap.binding, inputs: inputs}
 	var origin string
 	if k.rotates {
