@@ -7,33 +7,23 @@
 #   scripts/bench.sh            # full run (the numbers in BENCHMARKS.md; about 15 min on 2 cores)
 #   scripts/bench.sh --smoke    # tiny sizes and durations, for CI (well under 2 min once built)
 #
-# Needs: go, node + npm (testdata/oauth-server), and the Vault binary from scripts/get-vault.sh
-# (built once, cached; FLOWCRED_VAULT_BIN overrides it). FLOWCRED_BENCH_OUT=FILE also writes
-# the table to FILE. FLOWCRED_BENCH_STORAGES=dev (or raft) runs one storage only.
+# Needs: go, node + npm (testdata/oauth-server), and Vault v1.14.8: FLOWCRED_VAULT_BIN, else a
+# `vault` on PATH that reports v1.14.8, else the one scripts/get-vault.sh builds (once, cached).
+# FLOWCRED_BENCH_OUT=FILE also writes the table to FILE. FLOWCRED_BENCH_STORAGES=dev (or raft)
+# runs one storage only.
 set -euo pipefail
-
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
-SMOKE=0
-case "${1:-}" in
-  "") ;;
-  --smoke) SMOKE=1 ;;
-  -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  *) echo "bench.sh: unknown argument: $1 (try --help)" >&2; exit 2 ;;
-esac
-
-log() { echo "bench.sh: $*" >&2; }
+parse_flag --smoke "$@"
+SMOKE=$FLAG_GIVEN
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/flowcred-bench.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 
-VAULT_BIN="${FLOWCRED_VAULT_BIN:-}"
-if [[ -z "$VAULT_BIN" ]]; then
-  log "locating (or building) Vault with scripts/get-vault.sh"
-  VAULT_BIN="$(bash scripts/get-vault.sh)"
-fi
-PLUGIN_BIN="$(bash scripts/build-plugin.sh "$WORK/bin" | tail -n 1)"
+find_vault || die "no Vault binary"
+build_plugin "$WORK/bin" || die "building the plugin failed"
 go build -o "$WORK/bin/flowcred-bench" ./bench/cmd/flowcred-bench
 
 # Go micro-benchmarks (in process: no Vault, no gRPC), the same as

@@ -28,8 +28,8 @@
 #                               build-plugin.sh builds for the host). Other platforms may need
 #                               modules that are not in the module cache.
 set -euo pipefail
-
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 export GOPROXY=off GOSUMDB=off GOWORK=off GOFLAGS="-mod=readonly -buildvcs=false"
@@ -121,5 +121,6 @@ case "${1:-}" in
   "") check ;;
   -v) check -v ;;
   --selftest) selftest && echo "check-licences.sh: selftest: PASS" >&2 ;;
-  *) echo "usage: $0 [-v|--selftest]" >&2; exit 2 ;;
+  -h|--help) usage ;;
+  *) usage_error "unknown argument: $1" ;;
 esac

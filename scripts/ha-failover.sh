@@ -14,13 +14,18 @@
 # A lost or reused refresh token shows up as the OAuth2 server's reuse detection (the tests fail).
 # Prints one line per run and a summary line; logs of failed runs are kept under $OUT.
 #
-# Binaries: FLOWCRED_VAULT_BIN (default: scripts/get-vault.sh) and FLOWCRED_PLUGIN_BIN (default:
-# built with scripts/build-plugin.sh into a temp dir).
+# Binaries: FLOWCRED_VAULT_BIN (default: a `vault` on PATH that reports v1.14.8, else the one
+# scripts/get-vault.sh builds) and FLOWCRED_PLUGIN_BIN (default: built into a temp dir).
+# FLOWCRED_RACE=0 builds the test binary without the race detector.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+case "${1:-}" in
+  -h|--help) usage; exit 0 ;;
+esac
 N="${1:-20}"
-[[ "$N" =~ ^[1-9][0-9]*$ ]] || { echo "usage: scripts/ha-failover.sh [N]" >&2; exit 2; }
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+[[ "$N" =~ ^[1-9][0-9]*$ ]] || usage_error "N must be a positive number of runs, got '$N'"
 RUN="${FLOWCRED_HA_RUN:-^TestHA\$/^Cluster\$/^(FailoverKeepsCachedTokenAndRotation|FailoverRefreshInFlight)\$}"
 
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/flowcred-ha-failover.XXXXXX")"
@@ -29,8 +34,8 @@ mkdir -p "$OUT"
 cleanup() {
   # Keep the logs of failed runs; drop the rest.
   if compgen -G "$OUT/*.log" >/dev/null; then
-    rm -rf "$TMP/bin"
-    echo "ha-failover: logs of failed runs kept in $OUT" >&2
+    rm -rf "${TMP:?}/bin"
+    log "logs of failed runs kept in $OUT"
   else
     rm -rf "$TMP"
   fi
@@ -39,16 +44,17 @@ trap cleanup EXIT
 
 cd "$ROOT"
 export FLOWCRED_INTEGRATION=1
-if [[ -z "${FLOWCRED_VAULT_BIN:-}" ]]; then
-  FLOWCRED_VAULT_BIN="$(bash scripts/get-vault.sh)"
-fi
+race_flags || exit 1
+find_vault || die "no Vault binary"
+FLOWCRED_VAULT_BIN="$VAULT_BIN"
 if [[ -z "${FLOWCRED_PLUGIN_BIN:-}" ]]; then
-  FLOWCRED_PLUGIN_BIN="$(bash scripts/build-plugin.sh "$TMP/bin" | tail -n 1)"
+  build_plugin "$TMP/bin" || die "building the plugin failed"
+  FLOWCRED_PLUGIN_BIN="$PLUGIN_BIN"
 fi
 export FLOWCRED_VAULT_BIN FLOWCRED_PLUGIN_BIN
 
 # Compile once, run N times.
-go test -race -c -o "$TMP/bin/ha.test" ./integration/ha
+go test "${RACE[@]}" -c -o "$TMP/bin/ha.test" ./integration/ha
 
 pass=0 fail=0 reuse=0 total_start=$SECONDS
 for i in $(seq 1 "$N"); do

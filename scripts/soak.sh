@@ -16,43 +16,39 @@
 #   FLOWCRED_SOAK_RANDOM_KILLS  kills in run 2 (default N/25, at least 10; 0 skips run 2)
 #   FLOWCRED_RACE=0             run the Go harness without the race detector
 #   FLOWCRED_SOAK_KEEP=1        keep the temp dir (plugin, test log)
+#   FLOWCRED_VAULT_BIN          the Vault binary (default: a `vault` on PATH that reports v1.14.8,
+#                               else the one scripts/get-vault.sh builds)
 #
 # Needs what scripts/test.sh needs: Go, a C compiler (for -race), Node.js with npm.
 set -euo pipefail
-
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
-die() { echo "soak.sh: ERROR: $*" >&2; exit 1; }
-
+case "${1:-}" in
+  -h|--help) usage; exit 0 ;;
+esac
 N="${1:-1000}"
 [[ "$N" =~ ^[0-9]+$ && "$N" -gt 0 ]] || die "N must be a positive number of refreshes, got '$N'"
 KILLS="${FLOWCRED_SOAK_RANDOM_KILLS:-$(( N / 25 > 10 ? N / 25 : 10 ))}"
 [[ "$KILLS" =~ ^[0-9]+$ ]] || die "FLOWCRED_SOAK_RANDOM_KILLS must be a number, got '$KILLS'"
 
-command -v go >/dev/null || die "go not found in PATH"
-command -v node >/dev/null || die "node not found: the OAuth2 server needs Node.js (>= 20) and npm"
-RACE=(-race)
-if [[ "${FLOWCRED_RACE:-1}" == 0 ]]; then
-  RACE=()
-elif [[ "$(go env CGO_ENABLED)" != 1 ]]; then
-  die "go test -race needs cgo and a C compiler; install one or set FLOWCRED_RACE=0"
-fi
+need go "install Go, see go.mod for the version"
+need node "the OAuth2 server needs Node.js (>= 20) and npm"
+race_flags || exit 1
 
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/flowcred-soak.XXXXXX")"
 if [[ "${FLOWCRED_SOAK_KEEP:-0}" == 1 ]]; then
-  echo "soak.sh: keeping $TMP" >&2
+  log "keeping $TMP"
 else
   trap 'rm -rf "$TMP"' EXIT
 fi
 
-VAULT_BIN="$(bash scripts/get-vault.sh | tail -n1)"
-[[ -x "$VAULT_BIN" ]] || die "get-vault.sh printed '$VAULT_BIN', which is not an executable"
-PLUGIN_VERSION="$(bash scripts/build-plugin.sh --version)"
-PLUGIN_BIN="$(FLOWCRED_PLUGIN_VERSION="$PLUGIN_VERSION" bash scripts/build-plugin.sh "$TMP/plugin" | tail -n1)"
-[[ -x "$PLUGIN_BIN" ]] || die "build-plugin.sh printed '$PLUGIN_BIN', which is not an executable"
+find_vault || die "no Vault binary"
+build_plugin "$TMP/plugin" || die "building the plugin failed"
+PLUGIN_VERSION="v$PLUGIN_VERSION"
 
-echo "soak.sh: $N refreshes, $KILLS random kills; vault $VAULT_BIN, plugin $PLUGIN_VERSION" >&2
+log "$N refreshes, $KILLS random kills; vault $VAULT_BIN, plugin $PLUGIN_VERSION"
 START=$SECONDS
 rc=0
 FLOWCRED_INTEGRATION=1 FLOWCRED_VAULT_BIN="$VAULT_BIN" FLOWCRED_PLUGIN_BIN="$PLUGIN_BIN" \
