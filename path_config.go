@@ -28,7 +28,14 @@ type configEntry struct {
 	// MinRefreshInterval: reads whose min_ttl the last refresh could not
 	// satisfy refresh a handle at most once per interval.
 	MinRefreshInterval time.Duration `json:"min_refresh_interval"`
+	// TokenLeases: token reads carry a lease (true), or no lease and the
+	// ttl and rotation_period data keys instead. A pointer so that a
+	// config stored before the field existed reads as the default.
+	TokenLeases *bool `json:"token_leases,omitempty"`
 }
+
+// tokenLeases is the effective token_leases (default true).
+func (c *configEntry) tokenLeases() bool { return c.TokenLeases == nil || *c.TokenLeases }
 
 func defaultConfig() *configEntry {
 	return &configEntry{
@@ -80,6 +87,11 @@ func pathConfig(b *backend) *framework.Path {
 				Description: "A handle read within this window is refreshed in the background. Default 1h.",
 				Default:     3600,
 			},
+			"token_leases": {
+				Type:        framework.TypeBool,
+				Description: "Token reads create a non-renewable lease (true), or none: the data then carries ttl (seconds until the reader should read again) and rotation_period (the token's lifetime), which Vault Agent templates follow. Default true.",
+				Default:     true,
+			},
 			"min_refresh_interval": {
 				Type:        framework.TypeDurationSecond,
 				Description: "Reads asking for more life (min_ttl) than the provider issues refresh a handle at most once per interval; in between they get the fresh token with a warning. Default 10s.",
@@ -116,6 +128,7 @@ var configResponseFields = map[string]*framework.FieldSchema{
 	"background_refresh":     {Type: framework.TypeBool, Required: true},
 	"background_window":      {Type: framework.TypeDurationSecond, Required: true},
 	"min_refresh_interval":   {Type: framework.TypeDurationSecond, Required: true},
+	"token_leases":           {Type: framework.TypeBool, Required: true},
 }
 
 // getConfig returns the mount configuration, defaults when none is stored.
@@ -154,6 +167,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, d *f
 		"background_refresh":     c.BackgroundRefresh,
 		"background_window":      int64(c.BackgroundWindow.Seconds()),
 		"min_refresh_interval":   int64(c.MinRefreshInterval.Seconds()),
+		"token_leases":           c.tokenLeases(),
 	}}, nil
 }
 
@@ -195,6 +209,12 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		return logical.ErrorResponse("invalid background_refresh: %s", err), nil
 	} else if ok {
 		c.BackgroundRefresh = raw.(bool)
+	}
+	if raw, ok, err := d.GetOkErr("token_leases"); err != nil {
+		return logical.ErrorResponse("invalid token_leases: %s", err), nil
+	} else if ok {
+		v := raw.(bool)
+		c.TokenLeases = &v
 	}
 
 	if err := putJSON(ctx, req.Storage, configStorageKey, "config", &c); err != nil {

@@ -55,13 +55,15 @@ func pathToken(b *backend) []*framework.Path {
 }
 
 var tokenResponseFields = map[string]*framework.FieldSchema{
-	"handle":       {Type: framework.TypeString, Required: true},
-	"kind":         {Type: framework.TypeString, Required: true},
-	"access_token": {Type: framework.TypeString, Required: true},
-	"token_type":   {Type: framework.TypeString, Required: true},
-	"expires_at":   {Type: framework.TypeString},
-	"expires_in":   {Type: framework.TypeInt64},
-	"headers":      {Type: framework.TypeMap, Required: true},
+	"handle":          {Type: framework.TypeString, Required: true},
+	"kind":            {Type: framework.TypeString, Required: true},
+	"access_token":    {Type: framework.TypeString, Required: true},
+	"token_type":      {Type: framework.TypeString, Required: true},
+	"expires_at":      {Type: framework.TypeString},
+	"expires_in":      {Type: framework.TypeInt64},
+	"headers":         {Type: framework.TypeMap, Required: true},
+	"ttl":             {Type: framework.TypeInt64, Description: "With token_leases=false: seconds until the reader should read again."},
+	"rotation_period": {Type: framework.TypeInt64, Description: "With token_leases=false: the token's lifetime in seconds."},
 }
 
 func secretToken(b *backend) *framework.Secret {
@@ -130,13 +132,27 @@ func (b *backend) tokenResponse(m *material, cfg *configEntry, minTTL time.Durat
 	if lease < minLease {
 		lease = minLease
 	}
-	resp := b.Secret(secretTypeToken).Response(data, map[string]interface{}{
-		// Only what identifies the lease: never the token.
-		"handle": m.handle,
-		"kind":   m.kind,
-	})
-	resp.Secret.TTL = lease
-	resp.Secret.MaxTTL = lease
+	var resp *logical.Response
+	if cfg.tokenLeases() {
+		resp = b.Secret(secretTypeToken).Response(data, map[string]interface{}{
+			// Only what identifies the lease: never the token.
+			"handle": m.handle,
+			"kind":   m.kind,
+		})
+		resp.Secret.TTL = lease
+		resp.Secret.MaxTTL = lease
+	} else {
+		// No lease (design.md, "Leases for token reads"): the reader reads
+		// again after ttl; rotation_period makes Vault Agent's templates
+		// treat the data as a rotating secret and do so.
+		data["ttl"] = int64(lease / time.Second)
+		rotation := m.leaseCap
+		if !m.expiry.IsZero() {
+			rotation = m.expiry.Sub(m.obtainedAt)
+		}
+		data["rotation_period"] = int64(max(rotation, lease) / time.Second)
+		resp = &logical.Response{Data: data}
+	}
 	if m.warning != "" {
 		resp.AddWarning(m.warning)
 	}

@@ -34,6 +34,8 @@ type rendered struct {
 	AccessToken string `json:"access_token"`
 	ExpiresAt   string `json:"expires_at"`
 	Lease       int    `json:"lease"`
+	// TTL is the data's ttl (token_leases=false), 0 when leased.
+	TTL int `json:"ttl"`
 	// written is the file's modification time (consul-template writes a
 	// temp file and renames it, so this is when the content was written).
 	written time.Time
@@ -47,6 +49,19 @@ type rendered struct {
 // lifetime it shortens).
 func TestVaultAgentRendersNewToken(t *testing.T) {
 	t.Parallel()
+	agentRendersNewToken(t, "flowcred-agent", true)
+}
+
+// TestVaultAgentRendersUnleasedToken: the same with token_leases=false: no
+// lease, and Agent re-reads after the data's ttl (consul-template treats
+// data with ttl and rotation_period as a rotating secret), before the
+// refresh margin is reached.
+func TestVaultAgentRendersUnleasedToken(t *testing.T) {
+	t.Parallel()
+	agentRendersNewToken(t, "flowcred-agent-unleased", false)
+}
+
+func agentRendersNewToken(t *testing.T, mount string, leased bool) {
 	v, _ := env(t)
 	o := oauthtest.Start(t)
 	if err := o.SetTTL(agentTokenTTL, 0); err != nil {
@@ -55,7 +70,6 @@ func TestVaultAgentRendersNewToken(t *testing.T) {
 
 	// Any mount path works; this one has its own config (and background
 	// refresh on, the default).
-	mount := "flowcred-agent"
 	if err := v.Client.Sys().Mount(mount, &api.MountInput{
 		Type:   v.PluginName,
 		Config: api.MountConfigInput{PluginVersion: v.PluginVersion},
@@ -69,6 +83,7 @@ func TestVaultAgentRendersNewToken(t *testing.T) {
 	})
 	if _, err := v.Client.Logical().Write(mount+"/config", map[string]interface{}{
 		"refresh_margin": int(agentMargin / time.Second),
+		"token_leases":   leased,
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -95,8 +110,15 @@ func TestVaultAgentRendersNewToken(t *testing.T) {
 	if !first.expires.After(first.written) {
 		t.Errorf("first render written at %s with a token that expired at %s", first.written.Format(time.RFC3339Nano), first.ExpiresAt)
 	}
-	if first.Lease <= 0 || time.Duration(first.Lease)*time.Second > agentTokenTTL {
-		t.Errorf("first render lease %ds, want in (0, %s]", first.Lease, agentTokenTTL)
+	life := first.Lease
+	if !leased {
+		if first.Lease != 0 {
+			t.Errorf("first render has a lease of %ds with token_leases=false", first.Lease)
+		}
+		life = first.TTL
+	}
+	if life <= 0 || time.Duration(life)*time.Second > agentTokenTTL {
+		t.Errorf("first render lease %ds, ttl %ds: want one in (0, %s]", first.Lease, first.TTL, agentTokenTTL)
 	}
 
 	second := waitRender(t, exited, out, first.AccessToken, first.expires.Add(agentDeadline))
@@ -106,6 +128,10 @@ func TestVaultAgentRendersNewToken(t *testing.T) {
 	// later, so these checks are on the safe side.
 	if !second.written.Before(first.expires) {
 		t.Errorf("the new token was rendered at %s, not before the old one expired at %s",
+			second.written.Format(time.RFC3339Nano), first.ExpiresAt)
+	}
+	if !leased && !second.written.Before(first.expires.Add(-agentMargin/2)) {
+		t.Errorf("unleased: the new token was rendered at %s, not well inside the refresh margin before %s",
 			second.written.Format(time.RFC3339Nano), first.ExpiresAt)
 	}
 	if !second.expires.After(second.written) {
@@ -133,7 +159,7 @@ func startAgent(t *testing.T, v *vaulttest.Server, dir, secretPath, out string) 
 	if err := os.WriteFile(tokenFile, []byte(v.Token), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tmpl := fmt.Sprintf(`{{ with secret %q }}{"access_token":"{{ .Data.access_token }}","expires_at":"{{ .Data.expires_at }}","lease":{{ .LeaseDuration }}}{{ end }}`, secretPath)
+	tmpl := fmt.Sprintf(`{{ with secret %q }}{"access_token":"{{ .Data.access_token }}","expires_at":"{{ .Data.expires_at }}","lease":{{ .LeaseDuration }},"ttl":{{ with .Data.ttl }}{{ . }}{{ else }}0{{ end }}}{{ end }}`, secretPath)
 	cfg := fmt.Sprintf(`pid_file = %q
 
 vault {
