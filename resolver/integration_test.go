@@ -153,6 +153,44 @@ func TestIntegration_RealVault(t *testing.T) {
 	}
 }
 
+// TestIntegration_UnleasedAnswer: with token_leases=false the answer has no
+// lease, and the provider caches it by data.ttl.
+func TestIntegration_UnleasedAnswer(t *testing.T) {
+	vaulttest.Require(t)
+	s := vaulttest.Start(t, vaulttest.Options{})
+	for path, data := range map[string]map[string]interface{}{
+		"config":       {"token_leases": false},
+		"bindings/crm": {"kind": "api_token", "token": staticToken, "ttl": "10m"},
+	} {
+		if _, err := s.Client.Logical().Write(s.Mount+"/"+path, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk := newClock()
+	p, err := resolver.NewVault(resolver.WithClient(s.Client), resolver.WithMount(s.Mount), resolver.WithClock(clk.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	m1, err := p.Resolve(ctx, "crm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m1.LeaseID != "" || m1.LeaseDuration != 0 {
+		t.Fatalf("lease %q %v on an unleased mount", m1.LeaseID, m1.LeaseDuration)
+	}
+	clk.Advance(8 * time.Minute) // under 90% of the 600s ttl
+	m2, err := p.Resolve(ctx, "crm")
+	if err != nil || !m2.FetchedAt.Equal(m1.FetchedAt) {
+		t.Fatalf("at 8m of a 10m ttl: read again (%v)", err)
+	}
+	clk.Advance(time.Minute + time.Second) // past 90%
+	m3, err := p.Resolve(ctx, "crm")
+	if err != nil || m3.FetchedAt.Equal(m1.FetchedAt) {
+		t.Fatalf("at 9m1s of a 10m ttl: served from the cache (%v)", err)
+	}
+}
+
 // BenchmarkIntegration_Resolve compares a cached resolve with a Vault read
 // per resolve against a real dev Vault (api_token binding, no upstream).
 //
