@@ -273,6 +273,8 @@ func (c *Cluster) installPlugin(ctx context.Context, client *api.Client) error {
 		SHA256:      c.PluginSHA256,
 		Mount:       c.Mount,
 		Description: "flowcred (vaultcluster)",
+		Version:     os.Getenv(vaulttest.EnvPluginVersion),
+		Config:      vaulttest.FlowcredTestConfig(),
 	})
 	return err
 }
@@ -308,24 +310,10 @@ func (c *Cluster) LogTails(tb testing.TB, lines int) {
 // Use it in each test of a cluster shared by several.
 func (c *Cluster) LogOnFailure(tb testing.TB) {
 	tb.Helper()
-	start := map[*Node]int64{}
-	for _, n := range c.Nodes {
-		if fi, err := os.Stat(n.LogPath); err == nil {
-			start[n] = fi.Size()
-		}
+	// Cleanups run last-in first-out: register node1's last.
+	for i := len(c.Nodes) - 1; i >= 0; i-- {
+		c.Nodes[i].proc.LogOnFailure(tb, "--- "+c.Nodes[i].Name+" log", 150)
 	}
-	tb.Cleanup(func() {
-		if !tb.Failed() {
-			return
-		}
-		for _, n := range c.Nodes {
-			b, err := os.ReadFile(n.LogPath)
-			if err != nil || int64(len(b)) < start[n] {
-				continue
-			}
-			tb.Logf("--- %s log during this test (%s):\n%s", n.Name, n.LogPath, vaulttest.LastLines(string(b[start[n]:]), 150))
-		}
-	})
 }
 
 func (c *Cluster) logTailsText(lines int) string {

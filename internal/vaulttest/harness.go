@@ -1,9 +1,8 @@
 package vaulttest
 
 // Helpers shared with internal/vaultcluster, which runs the same vault
-// binary and plugin as a raft cluster: one copy of how a server process is
-// started and logged, how a client is made, and how the plugin is
-// registered and mounted.
+// binary and plugin as a raft cluster: how a client is made and how a
+// plugin is registered and mounted (the process itself is process.go's).
 
 import (
 	"context"
@@ -12,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strings"
 	"time"
 
@@ -46,22 +44,37 @@ func CopyFile(src, dst string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// PluginInstall says how InstallPlugin registers and mounts the plugin.
+// PluginInstall says how InstallPlugin registers and mounts a plugin.
 type PluginInstall struct {
 	// Name is the catalog name, Command the file in the plugin directory
 	// and SHA256 its checksum.
 	Name, Command, SHA256 string
 	// Mount is the path to enable the plugin at, Description the mount's.
 	Mount, Description string
+	// Version is registered with a "v" prefix; "" registers the version the
+	// plugin reports (read by registering it without a version first).
+	// flowcred's callers pass FLOWCRED_PLUGIN_VERSION.
+	Version string
+	// Env is the plugin's environment (`vault plugin register -env`).
+	Env []string
+	// Config, when not nil, is written to Mount/config once mounted.
+	Config map[string]interface{}
 }
 
-// InstallPlugin registers the plugin with its sha256 and version and enables
-// it at p.Mount, as an operator does, and returns the version it registered:
-// FLOWCRED_PLUGIN_VERSION, or else the version the plugin reports (read by
-// registering it without a version first), with a "v" prefix. The version
-// is returned with any error after it is known.
+// FlowcredTestConfig is what test mounts of flowcred write to their config:
+// the suites force a refresh with a min_ttl beyond the issued life, so test
+// mounts allow back-to-back min_ttl refreshes; the default bound
+// (min_refresh_interval 10s) has its own test (TestCustody_MinTTLBounded).
+func FlowcredTestConfig() map[string]interface{} {
+	return map[string]interface{}{"min_refresh_interval": 0}
+}
+
+// InstallPlugin registers the plugin with its sha256, version and
+// environment and enables it at p.Mount, as an operator does, then writes
+// p.Config. It returns the version it registered, with any error after the
+// version is known.
 func InstallPlugin(ctx context.Context, client *api.Client, p PluginInstall) (string, error) {
-	version := os.Getenv(EnvPluginVersion)
+	version := p.Version
 	if version == "" {
 		var err error
 		if version, err = probeVersion(ctx, client, p); err != nil {
@@ -77,6 +90,7 @@ func InstallPlugin(ctx context.Context, client *api.Client, p PluginInstall) (st
 		Command: p.Command,
 		SHA256:  p.SHA256,
 		Version: version,
+		Env:     p.Env,
 	}); err != nil {
 		return version, fmt.Errorf("vault plugin register -sha256=%s -version=%s secret %s: %w", p.SHA256, version, p.Name, err)
 	}
@@ -87,11 +101,10 @@ func InstallPlugin(ctx context.Context, client *api.Client, p PluginInstall) (st
 	}); err != nil {
 		return version, fmt.Errorf("vault secrets enable -path=%s -plugin-version=%s %s: %w", p.Mount, version, p.Name, err)
 	}
-	// The suites force a refresh with a min_ttl beyond the issued life, so
-	// test mounts allow back-to-back min_ttl refreshes; the default bound
-	// (min_refresh_interval 10s) has its own test (TestCustody_MinTTLBounded).
-	if _, err := client.Logical().WriteWithContext(ctx, p.Mount+"/config", map[string]interface{}{"min_refresh_interval": 0}); err != nil {
-		return version, fmt.Errorf("vault write %s/config min_refresh_interval=0: %w", p.Mount, err)
+	if p.Config != nil {
+		if _, err := client.Logical().WriteWithContext(ctx, p.Mount+"/config", p.Config); err != nil {
+			return version, fmt.Errorf("vault write %s/config %v: %w", p.Mount, p.Config, err)
+		}
 	}
 	return version, nil
 }
@@ -104,6 +117,7 @@ func probeVersion(ctx context.Context, client *api.Client, p PluginInstall) (str
 		Type:    api.PluginTypeSecrets,
 		Command: p.Command,
 		SHA256:  p.SHA256,
+		Env:     p.Env,
 	}); err != nil {
 		return "", fmt.Errorf("registering the plugin to read its version: %w", err)
 	}
@@ -117,33 +131,6 @@ func probeVersion(ctx context.Context, client *api.Client, p PluginInstall) (str
 		}
 	}
 	return "", fmt.Errorf("plugin %q not in the catalog after registering it", p.Name)
-}
-
-// StartLogged starts the vault binary (FLOWCRED_VAULT_BIN) with args in dir,
-// with CleanEnv and HOME=home, in its own process group (SysProcAttr). Its
-// stdout and stderr are appended to logPath, after a line "=== " + banner.
-// exited is closed once the process has exited and been waited for.
-func StartLogged(logPath, dir, home, banner string, args []string) (cmd *exec.Cmd, exited chan struct{}, err error) {
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer logf.Close() // the child has its own descriptor
-	fmt.Fprintf(logf, "=== %s\n", banner)
-	cmd = exec.Command(VaultBin(), args...)
-	cmd.Dir = dir
-	cmd.Env = append(CleanEnv(), "HOME="+home)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = SysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return nil, nil, fmt.Errorf("starting %s: %w", VaultBin(), err)
-	}
-	exited = make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	return cmd, exited, nil
 }
 
 // CleanEnv is the test's environment without VAULT_* variables, which

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -13,22 +14,41 @@ import (
 )
 
 // installPlugin copies the plugin into the plugin directory, registers it
-// with its sha256 and version, and enables it at Mount, as an operator does.
+// with its sha256, version and environment, and enables it at Mount, as an
+// operator does.
 func (s *Server) installPlugin() error {
-	dst := filepath.Join(s.PluginDir, PluginFile)
-	sum, err := CopyFile(PluginBin(), dst)
-	if err != nil {
-		return fmt.Errorf("copying the plugin: %w", err)
-	}
-	s.PluginSHA256 = sum
-	s.PluginVersion, err = InstallPlugin(context.Background(), s.Client, PluginInstall{
+	p := PluginInstall{
 		Name:        s.PluginName,
 		Command:     PluginFile,
-		SHA256:      s.PluginSHA256,
 		Mount:       s.Mount,
 		Description: "flowcred (vaulttest)",
-	})
+		Version:     os.Getenv(EnvPluginVersion),
+		Env:         s.opts.PluginEnv,
+	}
+	if !s.opts.DefaultMountConfig {
+		p.Config = FlowcredTestConfig()
+	}
+	var err error
+	s.PluginVersion, err = s.AddPlugin(context.Background(), s.pluginBin, &p)
+	s.PluginSHA256 = p.SHA256
 	return err
+}
+
+// AddPlugin copies the executable bin into the plugin directory as
+// p.Command, registers it as secrets plugin p.Name with its sha256 and
+// enables it at p.Mount (InstallPlugin), and returns the version it
+// registered; p.SHA256 is set to the copy's. The benchmarks mount their trivial plugin next to flowcred
+// this way.
+func (s *Server) AddPlugin(ctx context.Context, bin string, p *PluginInstall) (string, error) {
+	if p.Command != filepath.Base(p.Command) {
+		return "", fmt.Errorf("vaulttest: plugin command %q has a directory part", p.Command)
+	}
+	sum, err := CopyFile(bin, filepath.Join(s.PluginDir, p.Command))
+	if err != nil {
+		return "", fmt.Errorf("copying the plugin %s: %w", p.Name, err)
+	}
+	p.SHA256 = sum
+	return InstallPlugin(ctx, s.Client, *p)
 }
 
 // Env is the environment for running the vault CLI against this server.
@@ -41,7 +61,7 @@ func (s *Server) Env() []string {
 func (s *Server) CLI(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, VaultBin(), args...)
+	cmd := exec.CommandContext(ctx, s.vaultBin, args...)
 	cmd.Env = append(append(CleanEnv(), "HOME="+s.home), s.Env()...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -77,7 +97,7 @@ func (s *Server) PluginPID() (int, error) {
 	}
 }
 
-// PluginPIDs lists the running plugin processes of this server.
+// PluginPIDs lists the running flowcred plugin processes of this server.
 func (s *Server) PluginPIDs() ([]int, error) {
-	return PluginPIDs(s.PID(), s.PluginDir)
+	return PluginPIDs(s.PID(), s.PluginDir, PluginFile)
 }

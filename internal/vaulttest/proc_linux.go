@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,8 +34,9 @@ func KillGroup(pid int) {
 }
 
 // PluginPIDs lists the children of the vault server parent whose
-// executable is in dir (its plugin directory): its plugin processes.
-func PluginPIDs(parent int, dir string) ([]int, error) {
+// executable is in dir (its plugin directory): its plugin processes; with
+// names, only those whose executable has one of these file names.
+func PluginPIDs(parent int, dir string, names ...string) ([]int, error) {
 	if parent == 0 {
 		return nil, errors.New("vault server is not running")
 	}
@@ -56,7 +58,7 @@ func PluginPIDs(parent int, dir string) ([]int, error) {
 			continue
 		}
 		exe = strings.TrimSuffix(exe, " (deleted)")
-		if filepath.Dir(exe) == dir {
+		if filepath.Dir(exe) == dir && (len(names) == 0 || slices.Contains(names, filepath.Base(exe))) {
 			out = append(out, pid)
 		}
 	}

@@ -19,6 +19,6 @@ func SysProcAttr() *syscall.SysProcAttr { return nil }
 
 func KillGroup(pid int) {}
 
-func PluginPIDs(parent int, dir string) ([]int, error) { return nil, errUnsupported }
+func PluginPIDs(parent int, dir string, names ...string) ([]int, error) { return nil, errUnsupported }
 
 func ReservePortPair() (int, func(), error) { return 0, nil, errUnsupported }

@@ -1,17 +1,14 @@
 package vaulttest
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -44,31 +41,39 @@ type Server struct {
 	AuditPath string
 	// PluginDir is the plugin directory; the plugin is PluginDir/vault-plugin-flowcred.
 	PluginDir string
-	// UnsealKey is the single unseal key (file storage only).
+	// UnsealKey is the single unseal key (file and integrated storage only).
 	UnsealKey string
 
-	opts    Options
-	dir     string
-	home    string
-	release func()
+	opts      Options
+	vaultBin  string
+	pluginBin string
+	dir       string
+	home      string
+	release   func()
+	proc      *Process
 
 	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when cmd has exited
 	closed bool
 }
 
-// New starts a server without a testing.TB, for TestMain. The caller must
-// Close it. Most tests use Start.
+// New starts a server without a testing.TB, for TestMain and programs. The
+// caller must Close it. Most tests use Start.
 func New(opts Options) (*Server, error) {
-	if err := Check(); err != nil {
+	vaultBin, pluginBin := opts.VaultBin, opts.PluginBin
+	if vaultBin == "" || pluginBin == "" {
+		if err := Check(); err != nil {
+			return nil, err
+		}
+		vaultBin, pluginBin = cmpOr(vaultBin, VaultBin()), cmpOr(pluginBin, PluginBin())
+	}
+	if err := checkBinaries(vaultBin, pluginBin); err != nil {
 		return nil, err
 	}
 	opts, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "flowcred-vault-")
+	dir, err := os.MkdirTemp(opts.TempDir, "flowcred-vault-")
 	if err != nil {
 		return nil, err
 	}
@@ -79,6 +84,8 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{
 		opts:       opts,
+		vaultBin:   vaultBin,
+		pluginBin:  pluginBin,
 		dir:        dir,
 		home:       filepath.Join(dir, "home"),
 		Mount:      opts.Mount,
@@ -86,6 +93,7 @@ func New(opts Options) (*Server, error) {
 		LogPath:    filepath.Join(dir, "vault.log"),
 		PluginDir:  filepath.Join(dir, "plugins"),
 	}
+	s.proc = &Process{Bin: vaultBin, Dir: dir, Home: s.home, LogPath: s.LogPath}
 	if opts.AuditFile {
 		s.AuditPath = filepath.Join(dir, "audit.log")
 	}
@@ -96,6 +104,16 @@ func New(opts Options) (*Server, error) {
 	}
 	return s, nil
 }
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// persistent reports whether the server keeps its data across restarts.
+func (s *Server) persistent() bool { return s.opts.Storage != StorageInmem }
 
 func (s *Server) boot() error {
 	for _, d := range []string{s.home, s.PluginDir, filepath.Join(s.dir, "data")} {
@@ -119,7 +137,7 @@ func (s *Server) boot() error {
 		if !strings.Contains(s.LogTail(40), "address already in use") {
 			return err
 		}
-		s.stopProcess(false)
+		s.proc.Stop()
 		release()
 		s.release = nil
 	}
@@ -128,8 +146,13 @@ func (s *Server) boot() error {
 
 // startFirst starts the process the first time and sets up everything.
 func (s *Server) startFirst() error {
-	if s.opts.Storage == "file" {
-		if err := s.writeConfig(); err != nil {
+	if s.persistent() {
+		storage := "file"
+		if s.opts.Storage == StorageIntegrated {
+			storage = "raft"
+		}
+		cfg := ServerConfig{Storage: storage, DataDir: filepath.Join(s.dir, "data"), NodeID: "vaulttest", Port: s.Port, PluginDir: s.PluginDir}
+		if err := cfg.Write(filepath.Join(s.dir, "vault.hcl")); err != nil {
 			return err
 		}
 	}
@@ -139,7 +162,7 @@ func (s *Server) startFirst() error {
 	if err := s.newClient(); err != nil {
 		return err
 	}
-	if s.opts.Storage == "file" {
+	if s.persistent() {
 		if err := s.waitHealth(func(code int) bool { return code == 501 }); err != nil {
 			return fmt.Errorf("waiting for the new server to answer: %w", err)
 		}
@@ -170,33 +193,10 @@ func (s *Server) startFirst() error {
 	return s.installPlugin()
 }
 
-func (s *Server) writeConfig() error {
-	cfg := fmt.Sprintf(`storage "file" {
-  path = %q
-}
-listener "tcp" {
-  address         = "127.0.0.1:%d"
-  cluster_address = "127.0.0.1:%d"
-  tls_disable     = true
-}
-api_addr         = "http://127.0.0.1:%d"
-cluster_addr     = "https://127.0.0.1:%d"
-plugin_directory = %q
-disable_mlock    = true
-ui               = false
-`, filepath.Join(s.dir, "data"), s.Port, s.Port+1, s.Port, s.Port+1, s.PluginDir)
-	return os.WriteFile(filepath.Join(s.dir, "vault.hcl"), []byte(cfg), 0o600)
-}
-
 // startProcess runs the vault server process, its output appended to LogPath.
 func (s *Server) startProcess() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd != nil {
-		return errors.New("vaulttest: server is already running")
-	}
 	var args []string
-	if s.opts.Storage == "file" {
+	if s.persistent() {
 		args = []string{"server", "-config=" + filepath.Join(s.dir, "vault.hcl")}
 	} else {
 		args = []string{"server", "-dev",
@@ -206,14 +206,7 @@ func (s *Server) startProcess() error {
 			"-dev-no-store-token",
 		}
 	}
-	args = append(args, "-log-level="+s.opts.LogLevel)
-	banner := fmt.Sprintf("vaulttest: %s %s", time.Now().UTC().Format(time.RFC3339), strings.Join(args, " "))
-	cmd, exited, err := StartLogged(s.LogPath, s.dir, s.home, banner, args)
-	if err != nil {
-		return err
-	}
-	s.cmd, s.exited = cmd, exited
-	return nil
+	return s.proc.Start("vaulttest:", append(args, "-log-level="+s.opts.LogLevel)...)
 }
 
 func (s *Server) newClient() error {
@@ -238,33 +231,9 @@ func (s *Server) ClientWithToken(token string) (*api.Client, error) {
 // waitHealth polls sys/health until ok(status code) holds, the process
 // exits, or the start timeout passes.
 func (s *Server) waitHealth(ok func(code int) bool) error {
-	s.mu.Lock()
-	exited := s.exited
-	s.mu.Unlock()
-	hc := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(s.opts.StartTimeout)
-	last := "no answer yet"
-	for {
-		resp, err := hc.Get(s.Addr + "/v1/sys/health")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-			resp.Body.Close()
-			if ok(resp.StatusCode) {
-				return nil
-			}
-			last = "sys/health answered " + strconv.Itoa(resp.StatusCode)
-		} else {
-			last = err.Error()
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("vault server exited before it was ready (%s)", last)
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("vault server at %s not ready after %s (%s)", s.Addr, s.opts.StartTimeout, last)
-		}
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.StartTimeout)
+	defer cancel()
+	return s.proc.WaitHealth(ctx, s.Addr, ok)
 }
 
 func (s *Server) unsealAndWait() error {
@@ -278,126 +247,25 @@ func (s *Server) unsealAndWait() error {
 	if err := s.waitHealth(func(code int) bool { return code == 200 }); err != nil {
 		return fmt.Errorf("waiting for the unsealed server to become active: %w", err)
 	}
+	if s.opts.Storage == StorageIntegrated {
+		return s.waitWritable()
+	}
 	return nil
 }
 
-// PID is the vault server's process ID, or 0 when it is not running.
-func (s *Server) PID() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil || s.cmd.Process == nil {
-		return 0
-	}
-	return s.cmd.Process.Pid
-}
-
-// Stop stops the server: SIGTERM, then SIGKILL after 20 s. File storage
-// keeps its data for Restart.
-func (s *Server) Stop() {
-	s.stopProcess(false)
-}
-
-// Kill stops the server with SIGKILL, like a crash. Plugin processes it
-// leaves behind are killed by Close.
-func (s *Server) Kill() {
-	s.stopProcess(true)
-}
-
-func (s *Server) stopProcess(hard bool) {
-	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
-	s.cmd, s.exited = nil, nil
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	if hard {
-		_ = cmd.Process.Kill()
-	} else {
-		_ = cmd.Process.Signal(terminateSignal)
-		select {
-		case <-exited:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
+// waitWritable waits until a write succeeds: a node on integrated storage
+// is active as soon as it has elected itself, and writes can still fail for
+// a moment while it sets up as leader.
+func (s *Server) waitWritable() error {
+	deadline := time.Now().Add(s.opts.StartTimeout)
+	for {
+		err := s.Client.Sys().PutPolicy("vaulttest-ready", `path "vaulttest-ready" { capabilities = ["read"] }`)
+		if err == nil {
+			return s.Client.Sys().DeletePolicy("vaulttest-ready")
 		}
-	}
-	<-exited
-	if !hard {
-		// Reap any plugin process that outlived a graceful stop.
-		KillGroup(cmd.Process.Pid)
-	}
-}
-
-// Restart stops a file-storage server and starts it again on the same
-// ports with the same data, unseals it and waits until it is active.
-func (s *Server) Restart(tb testing.TB) {
-	tb.Helper()
-	if err := s.restart(); err != nil {
-		tb.Fatalf("restarting vault: %v\n--- last lines of the vault log:\n%s", err, s.LogTail(60))
-	}
-}
-
-func (s *Server) restart() error {
-	if s.opts.Storage != "file" {
-		return errors.New("Restart needs Options.Storage \"file\"; a dev server loses its data")
-	}
-	s.stopProcess(false)
-	if err := s.startProcess(); err != nil {
-		return err
-	}
-	if err := s.waitHealth(func(code int) bool { return code == 503 || code == 200 }); err != nil {
-		return err
-	}
-	return s.unsealAndWait()
-}
-
-// Close stops the server, kills leftover plugin processes, releases the
-// ports and removes the temp dir (unless FLOWCRED_VAULTTEST_KEEP=1).
-func (s *Server) Close() {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return
-	}
-	s.closed = true
-	s.mu.Unlock()
-	pid := s.PID()
-	s.stopProcess(false)
-	if pid != 0 {
-		KillGroup(pid)
-	}
-	if s.release != nil {
-		s.release()
-		s.release = nil
-	}
-	if os.Getenv(EnvKeep) == "1" {
-		fmt.Fprintf(os.Stderr, "vaulttest: kept %s (log %s)\n", s.dir, s.LogPath)
-		return
-	}
-	_ = os.RemoveAll(s.dir)
-}
-
-// LogTail returns the last n lines of the server log.
-func (s *Server) LogTail(n int) string {
-	return LogTail(s.LogPath, n)
-}
-
-// LogOnFailure prints the server log written during the test if the test
-// fails. Use it with a server shared by several tests.
-func (s *Server) LogOnFailure(tb testing.TB) {
-	tb.Helper()
-	var start int64
-	if fi, err := os.Stat(s.LogPath); err == nil {
-		start = fi.Size()
-	}
-	tb.Cleanup(func() {
-		if !tb.Failed() {
-			return
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the active node takes no writes: %w", err)
 		}
-		b, err := os.ReadFile(s.LogPath)
-		if err != nil || int64(len(b)) < start {
-			return
-		}
-		tb.Logf("vault server log during this test (%s):\n%s", s.LogPath, LastLines(string(b[start:]), 400))
-	})
+		time.Sleep(200 * time.Millisecond)
+	}
 }

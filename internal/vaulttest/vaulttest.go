@@ -1,5 +1,8 @@
 // Package vaulttest runs a real Vault server with the flowcred plugin
-// registered and enabled, for integration tests, HA tests and benchmarks.
+// registered and enabled, for integration tests, HA tests and benchmarks:
+// the one Vault launcher. A Server is a dev server (in-memory storage) or a
+// single node on file or integrated (raft) storage; internal/vaultcluster
+// runs raft clusters from the same Process and ServerConfig.
 //
 // The Vault and plugin binaries come from the environment (scripts/test.sh
 // sets it):
@@ -49,7 +52,12 @@ func Check() error {
 	if !Enabled() {
 		return fmt.Errorf("%s", skipMessage)
 	}
-	for _, b := range []struct{ env, path string }{{EnvVaultBin, VaultBin()}, {EnvPluginBin, PluginBin()}} {
+	return checkBinaries(VaultBin(), PluginBin())
+}
+
+// checkBinaries returns nil when both binaries exist and are executable.
+func checkBinaries(vaultBin, pluginBin string) error {
+	for _, b := range []struct{ env, path string }{{EnvVaultBin, vaultBin}, {EnvPluginBin, pluginBin}} {
 		if b.path == "" {
 			return fmt.Errorf("%s=1 but %s is not set; %s", EnvIntegration, b.env, skipMessage)
 		}
@@ -76,11 +84,24 @@ func Require(tb testing.TB) {
 	}
 }
 
+// Storage kinds of Options.Storage.
+const (
+	// StorageInmem is a dev server (`vault server -dev`), in-memory storage.
+	StorageInmem = "inmem"
+	// StorageFile is a non-dev server with file storage.
+	StorageFile = "file"
+	// StorageIntegrated is a non-dev single node with integrated storage
+	// (storage "raft"), the production storage.
+	StorageIntegrated = "integrated"
+)
+
 // Options configure a server.
 type Options struct {
-	// Storage is "" (or "inmem") for a dev server with in-memory storage,
-	// or "file" for a non-dev server with file storage in a temp dir, which
-	// is initialised and unsealed and can be restarted with the same data.
+	// Storage is "" (or "inmem") for a dev server with in-memory storage;
+	// "file" for a non-dev server with file storage in a temp dir, or
+	// "integrated" for one with integrated storage (storage "raft", one
+	// node). Those two are initialised and unsealed and can be restarted
+	// with the same data.
 	Storage string
 	// Mount is where the plugin is enabled; default "flowcred".
 	Mount string
@@ -92,15 +113,29 @@ type Options struct {
 	AuditFile bool
 	// StartTimeout bounds the wait for the server to answer; default 60s.
 	StartTimeout time.Duration
+	// VaultBin and PluginBin are the binaries; "" means FLOWCRED_VAULT_BIN
+	// and FLOWCRED_PLUGIN_BIN. With both set, New does not ask for
+	// FLOWCRED_INTEGRATION=1 (programs such as the benchmarks).
+	VaultBin, PluginBin string
+	// PluginEnv is registered as the plugin's environment (`vault plugin
+	// register -env`).
+	PluginEnv []string
+	// TempDir is where the server's own temp dir is made; "" means the
+	// system's.
+	TempDir string
+	// DefaultMountConfig leaves the mount's config as the plugin starts it,
+	// as an operator's mount; test mounts otherwise get
+	// min_refresh_interval 0 (see InstallPlugin).
+	DefaultMountConfig bool
 }
 
 func (o Options) withDefaults() (Options, error) {
 	switch o.Storage {
-	case "", "inmem", "dev":
-		o.Storage = "inmem"
-	case "file":
+	case "", StorageInmem, "dev":
+		o.Storage = StorageInmem
+	case StorageFile, StorageIntegrated:
 	default:
-		return o, fmt.Errorf("vaulttest: unknown Options.Storage %q (want \"\" or \"file\")", o.Storage)
+		return o, fmt.Errorf("vaulttest: unknown Options.Storage %q (want \"\", %q, or %q for integrated storage, storage \"raft\")", o.Storage, StorageFile, StorageIntegrated)
 	}
 	if o.Mount == "" {
 		o.Mount = "flowcred"
