@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -34,6 +35,10 @@ type readOpts struct {
 	// background marks a refresh by the scheduler, which does not count as
 	// a read for deciding what is "recently read".
 	background bool
+	// deliver, set by coalesce, hands material to the waiting reader
+	// before the locked work ends (commit: a refresh that did not rotate
+	// answers before its state is written).
+	deliver func(*material)
 }
 
 // material is ready-to-serve credential material, immutable once built.
@@ -168,10 +173,16 @@ func (b *backend) coalesce(ctx context.Context, s logical.Storage, handle string
 		return nil, err
 	}
 	done := make(chan lockedResult, 1)
+	var once sync.Once
+	send := func(r lockedResult) { once.Do(func() { done <- r }) }
+	o.deliver = func(m *material) { send(lockedResult{mat: m}) }
 	go func() {
-		defer b.handles.unlock(handle, hc)
 		m, err := b.answerLocked(context.WithoutCancel(ctx), s, hc, handle, o, cfg, waitStart)
-		done <- lockedResult{m, err}
+		// Unlocked before the answer is sent, so that a reader that got its
+		// answer finds the handle's entry in its final state (an unbound
+		// handle's is gone).
+		b.handles.unlock(handle, hc)
+		send(lockedResult{m, err})
 	}()
 	select {
 	case r := <-done:

@@ -182,7 +182,7 @@ func (b *backend) pathBindingRead(ctx context.Context, req *logical.Request, d *
 	if e == nil {
 		return nil, nil
 	}
-	st, err := getTokenState(ctx, req.Storage, handle)
+	st, err := b.currentTokenState(ctx, req.Storage, handle, e)
 	if err != nil {
 		return nil, err
 	}
@@ -337,7 +337,7 @@ func (b *backend) pathBindingRefresh(ctx context.Context, req *logical.Request, 
 	if e == nil {
 		return readAnswer(errNotBound(handle))
 	}
-	st, err := getTokenState(ctx, req.Storage, handle)
+	st, err := b.currentTokenState(ctx, req.Storage, handle, e)
 	if err != nil {
 		return nil, err
 	}

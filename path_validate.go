@@ -167,7 +167,7 @@ func (b *backend) pathValidate(ctx context.Context, req *logical.Request, d *fra
 			valid = false
 			continue
 		}
-		st, err := getTokenState(ctx, req.Storage, r.handle)
+		st, err := b.currentTokenState(ctx, req.Storage, r.handle, e)
 		if err != nil {
 			return nil, err
 		}

@@ -50,7 +50,7 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, hc *handleCach
 		b.recordFailure(ctx, s, hc, handle, snap, st, ue, fp, now, seen)
 		return b.failureAnswer(handle, snap, ue, o, now)
 	}
-	return b.commit(ctx, s, hc, handle, snap, st, tok, cfg, now, seen)
+	return b.commit(ctx, s, hc, handle, snap, st, tok, cfg, o, now, seen)
 }
 
 // refreshUpstream runs the grant, bounded by http_timeout. On failure the
@@ -71,9 +71,15 @@ func (b *backend) refreshUpstream(ctx context.Context, cfg *configEntry, k *kind
 	return tok, ue
 }
 
-// commit stores a successful refresh, then publishes it. The rotated
-// refresh token is in storage before the new access token is handed out.
-func (b *backend) commit(ctx context.Context, s logical.Storage, hc *handleCache, handle string, snap *snapshot, st *tokenState, tok *upstreamToken, cfg *configEntry, now time.Time, seen uint64) (*material, error) {
+// commit stores a successful refresh and publishes it. A refresh token
+// the provider rotated is in storage before the new access token is handed
+// out. A refresh that did not rotate answers the reader first and writes
+// its state after (still under the handle's lock): a crash in between costs
+// one extra refresh on the next read, and loses nothing.
+func (b *backend) commit(ctx context.Context, s logical.Storage, hc *handleCache, handle string, snap *snapshot, st *tokenState, tok *upstreamToken, cfg *configEntry, o readOpts, now time.Time, seen uint64) (*material, error) {
+	// Written before the answer: a rotated refresh token, and any change of
+	// health (a recovery is durable before anyone is told).
+	durableFirst := snap.state == nil || st.RefreshToken != snap.state.RefreshToken || snap.state.Status.Health != healthOK
 	st.AccessToken = tok.AccessToken
 	st.TokenType = normalizeTokenType(tok.TokenType)
 	st.ObtainedAt = now
@@ -81,6 +87,17 @@ func (b *backend) commit(ctx context.Context, s logical.Storage, hc *handleCache
 	st.Generation = snap.binding.Generation
 	st.ReauthFingerprint = ""
 	st.Status = bindingStatus{Health: healthOK, LastRefreshAt: now}
+	mat := upstreamMaterial(handle, snap.binding, st)
+	publish := func() {
+		hc.lastFailure = nil
+		hc.publish(&snapshot{binding: snap.binding, state: st, mat: mat, epoch: snap.epoch}, seen)
+		b.scheduler.schedule(handle, b.backgroundDue(cfg, mat))
+	}
+	early := !durableFirst && o.deliver != nil
+	if early {
+		publish()
+		o.deliver(mat)
+	}
 	if err := putTokenState(ctx, s, handle, st); err != nil {
 		// Keep the state, with its possibly rotated refresh token, and write
 		// it before anything else on the next request (or at Clean).
@@ -89,10 +106,9 @@ func (b *backend) commit(ctx context.Context, s logical.Storage, hc *handleCache
 		b.Logger().Error("storing refreshed token failed; kept in memory and retried on next read", "handle", handle, "error", err)
 		return nil, fmt.Errorf("storing the refreshed token of %q: %w", handle, err)
 	}
-	hc.lastFailure = nil
-	mat := upstreamMaterial(handle, snap.binding, st)
-	hc.publish(&snapshot{binding: snap.binding, state: st, mat: mat, epoch: snap.epoch}, seen)
-	b.scheduler.schedule(handle, b.backgroundDue(cfg, mat))
+	if !early {
+		publish()
+	}
 	b.Logger().Debug("token refreshed", "handle", handle, "kind", snap.binding.Kind, "expires_at", st.Expiry.UTC().Format(time.RFC3339))
 	return mat, nil
 }

@@ -55,6 +55,18 @@ func getTokenState(ctx context.Context, s logical.Storage, handle string) (*toke
 	return getJSON[tokenState](ctx, s, tokenStoragePrefix+handle, fmt.Sprintf("token state of %q", handle))
 }
 
+// currentTokenState is the newest token state of a handle's binding e: the
+// published one when this node has it (a refresh that did not rotate
+// publishes before its write lands, commit in refresh.go), else storage's.
+func (b *backend) currentTokenState(ctx context.Context, s logical.Storage, handle string, e *bindingEntry) (*tokenState, error) {
+	if hc := b.handles.peek(handle); hc != nil {
+		if snap := hc.snap.Load(); snap != nil && snap.state != nil && snap.binding.ID == e.ID && snap.binding.Generation == e.Generation {
+			return snap.state, nil
+		}
+	}
+	return getTokenState(ctx, s, handle)
+}
+
 func putTokenState(ctx context.Context, s logical.Storage, handle string, st *tokenState) error {
 	return putJSON(ctx, s, tokenStoragePrefix+handle, fmt.Sprintf("token state of %q", handle), st)
 }
