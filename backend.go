@@ -145,7 +145,6 @@ func newBackend(d deps) *backend {
 			pathSecrets(b),
 			pathBindings(b),
 			pathToken(b),
-			pathBench(b),
 			pathInvalidNames(b),
 		),
 		Secrets:        []*framework.Secret{secretToken(b)},

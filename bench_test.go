@@ -76,16 +76,6 @@ func benchBindRefresh(tb testing.TB, b *testBackend, handle, tokenURL string) {
 // BenchmarkTokenReadCacheHit is token/<handle> served from the cache through
 // HandleRequest: routing, field parsing, the snapshot load and the lease.
 func BenchmarkTokenReadCacheHit(b *testing.B) {
-	// The baseline: the same framework routing and lease, no handle.
-	b.Run("bench/baseline", func(b *testing.B) {
-		b.Setenv(benchBaselineEnv, "1")
-		tb := getTestBackend(b, nil)
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			benchRead(b, tb, "bench/baseline")
-		}
-	})
 	b.Run("kind=api_token", func(b *testing.B) {
 		tb := getTestBackend(b, nil)
 		tb.write(b, "bindings/api", map[string]interface{}{"kind": "api_token", "token": testAPIToken})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
+	"github.com/flowcred/vault-plugin-flowcred/internal/vaulttest"
 	"github.com/flowcred/vault-plugin-flowcred/resolver"
 )
 
@@ -240,7 +241,7 @@ template {
 		return nil, err
 	}
 	cmd := exec.Command(e.AgentBin, "agent", "-config="+path, "-log-level=info")
-	cmd.Env = append(cleanEnv(), "HOME="+dir)
+	cmd.Env = append(vaulttest.CleanEnv(), "HOME="+dir)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {

@@ -14,16 +14,6 @@ import (
 // 100 on every Linux architecture Go supports.
 const clockTicks = 100
 
-// ppid reads the parent PID from /proc/PID/stat.
-func ppid(pid int) int {
-	f := statFields(pid)
-	if len(f) < 2 {
-		return -1
-	}
-	n, _ := strconv.Atoi(f[1])
-	return n
-}
-
 // statFields returns the fields of /proc/PID/stat after "(comm)", so that
 // index 0 is the state (field 3 in proc(5)).
 func statFields(pid int) []string {

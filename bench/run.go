@@ -99,6 +99,8 @@ type Options struct {
 	// PluginEnv is added to the plugin's registered environment (e.g.
 	// FLOWCRED_CPUPROFILE for bench/cmd/vault-plugin-flowcred-prof).
 	PluginEnv []string
+	// TrivialBin is the trivial plugin (bench/trivial); "" builds it.
+	TrivialBin string
 }
 
 // RunAll runs every workload on every storage, filling the table.
@@ -110,10 +112,20 @@ func RunAll(ctx context.Context, o Options) error {
 		return err
 	}
 	defer oa.Close()
+	trivial := o.TrivialBin
+	if trivial == "" {
+		t.Logf("building the trivial plugin (bench/trivial)")
+		if trivial, err = BuildTrivial(ctx, filepath.Join(o.WorkDir, "bin")); err != nil {
+			return err
+		}
+	}
 	for i, storage := range o.Cfg.Storages {
 		dir := filepath.Join(o.WorkDir, storage)
 		t.Logf("starting vault (%s storage) in %s", storage, dir)
-		v, err := StartVault(ctx, storage, o.VaultBin, o.PluginBin, dir, o.PluginEnv...)
+		v, err := StartVault(ctx, VaultOptions{
+			Storage: storage, VaultBin: o.VaultBin, PluginBin: o.PluginBin, TrivialBin: trivial,
+			Dir: dir, PluginEnv: o.PluginEnv,
+		})
 		if err != nil {
 			return err
 		}
@@ -122,9 +134,12 @@ func RunAll(ctx context.Context, o Options) error {
 			Reader: &Reader{Client: HTTPClient(64), Addr: v.Addr, Token: v.Token},
 		}
 		err = env.runStorage(ctx, i == 0)
+		if err != nil {
+			err = fmt.Errorf("%s: %w\n--- last lines of the vault log:\n%s", storage, err, v.LogTail(30))
+		}
 		v.Close()
 		if err != nil {
-			return fmt.Errorf("%s: %w (vault log %s)", storage, err, v.LogPath)
+			return err
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 // Command flowcred-bench runs flowcred's end-to-end benchmarks: a real Vault
-// (dev server and one node with integrated storage) with the plugin, and a
-// real OAuth2 server, all on loopback. It prints one Markdown table.
+// (dev server and one node with integrated storage) with the plugin and, as
+// the baseline, a trivial plugin it builds from bench/trivial, and a real
+// OAuth2 server, all on loopback. It prints one Markdown table.
 //
 //	flowcred-bench -vault $(scripts/get-vault.sh) -plugin DIR/vault-plugin-flowcred [-smoke] [-gobench FILE]
 //
@@ -31,6 +32,7 @@ func main() {
 		out       = flag.String("out", "", "also write the table to this file")
 		steps     = flag.String("steps", "", "comma-separated workloads to run (reads, refresh, expiry, scale, churn); default all")
 		cell      = flag.Duration("cell", 0, "override the duration of each read cell")
+		trivial   = flag.String("trivial", "", "the trivial baseline plugin (go build ./bench/trivial); default: built into the work dir")
 		pluginEnv = flag.String("plugin-env", "", "comma-separated KEY=VALUE added to the plugin's environment (e.g. FLOWCRED_CPUPROFILE=/tmp/plugin.prof with vault-plugin-flowcred-prof)")
 	)
 	flag.Parse()
@@ -81,7 +83,7 @@ func main() {
 	m := bench.DescribeMachine()
 	start := time.Now()
 	load0 := bench.LoadAvg()
-	opts := bench.Options{Cfg: cfg, VaultBin: *vaultBin, PluginBin: *pluginBin, WorkDir: dir, Table: t}
+	opts := bench.Options{Cfg: cfg, VaultBin: *vaultBin, PluginBin: *pluginBin, TrivialBin: *trivial, WorkDir: dir, Table: t}
 	if *pluginEnv != "" {
 		opts.PluginEnv = strings.Split(*pluginEnv, ",")
 	}
