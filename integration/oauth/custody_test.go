@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flowcred/vault-plugin-flowcred/internal/oauthtest"
+	"github.com/flowcred/vault-plugin-flowcred/internal/vaulttest"
 )
 
 // TestReaderHangsUpMidRefresh: a reader whose HTTP client gives up while its
@@ -24,9 +25,9 @@ func TestReaderHangsUpMidRefresh(t *testing.T) {
 		"token_url":     p.TokenURL(),
 		"client_id":     oauthtest.ClientRTRotate,
 		"client_secret": oauthtest.SecretRTRotate,
-		"refresh_token": mint(t, o, oauthtest.ClientRTRotate),
+		"refresh_token": o.Mint(t, oauthtest.ClientRTRotate),
 	})
-	before := stats(t, o)
+	before := o.MustStats(t)
 	p.SetMode(oauthtest.SlowAnswer(1500 * time.Millisecond))
 
 	// The reader hangs up after 0.4 s; the provider answers after 1.5 s.
@@ -65,7 +66,7 @@ func TestReaderHangsUpMidRefresh(t *testing.T) {
 	if _, err := v.Client.Logical().Write(v.Mount+"/bindings/"+handle+"/refresh", nil); err != nil {
 		t.Fatalf("refresh after the hang-up: %v (the rotated refresh token was lost)", err)
 	}
-	after := stats(t, o)
+	after := o.MustStats(t)
 	if d := after.RefreshTokenReuseDetected - before.RefreshTokenReuseDetected; d != 0 {
 		t.Errorf("the server detected %d reused refresh tokens, want 0", d)
 	}
@@ -83,7 +84,7 @@ func TestTokenEndpointRedirectNotFollowed(t *testing.T) {
 	const handle = "custody_redirect"
 	other := oauthtest.StartTokenEndpoint(t, oauthtest.TokenOptions{AccessToken: "from-elsewhere"})
 	p := newProxy(t, o)
-	rt := mint(t, o, oauthtest.ClientRTRotate)
+	rt := o.Mint(t, oauthtest.ClientRTRotate)
 	writeBinding(t, v.Client, v.Mount, handle, map[string]interface{}{
 		"kind":          "oauth2.refresh_token",
 		"token_url":     p.TokenURL(),
@@ -92,7 +93,7 @@ func TestTokenEndpointRedirectNotFollowed(t *testing.T) {
 		"refresh_token": rt,
 	})
 	p.SetMode(oauthtest.StatusFault(http.StatusTemporaryRedirect, "").WithHeader("Location", other.URL()+"/token?q=QUERY"))
-	_, err := readToken(v.Client, v.Mount, handle, 0)
+	_, err := vaulttest.ReadToken(v.Client, v.Mount, handle, 0)
 	if got := responseStatus(err); got != http.StatusBadGateway {
 		t.Fatalf("token read through a redirecting proxy: status %d (%v), want 502", got, err)
 	}

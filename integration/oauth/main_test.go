@@ -28,7 +28,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -151,24 +150,6 @@ func newProxy(t *testing.T, o *oauthtest.Server) *oauthtest.FaultProxy {
 	return p
 }
 
-func mint(t *testing.T, o *oauthtest.Server, client string) string {
-	t.Helper()
-	rt, err := o.MintRefreshToken(client, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rt
-}
-
-func stats(t *testing.T, o *oauthtest.Server) oauthtest.Stats {
-	t.Helper()
-	st, err := o.Stats()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
-
 func totalRequests(st oauthtest.Stats) int {
 	n := 0
 	for _, c := range st.TokenRequests {
@@ -191,22 +172,9 @@ func writeBinding(t *testing.T, c *api.Client, mount, handle string, data map[st
 	})
 }
 
-// readToken reads token/<handle>, with min_ttl (seconds) when > 0.
-func readToken(c *api.Client, mount, handle string, minTTL int) (*api.Secret, error) {
-	var q map[string][]string
-	if minTTL > 0 {
-		q = map[string][]string{"min_ttl": {strconv.Itoa(minTTL)}}
-	}
-	sec, err := c.Logical().ReadWithData(mount+"/token/"+handle, q)
-	if err == nil && sec == nil {
-		err = fmt.Errorf("token/%s: no data (404)", handle)
-	}
-	return sec, err
-}
-
 func mustReadToken(t *testing.T, c *api.Client, mount, handle string, minTTL int) *api.Secret {
 	t.Helper()
-	sec, err := readToken(c, mount, handle, minTTL)
+	sec, err := vaulttest.ReadToken(c, mount, handle, minTTL)
 	if err != nil {
 		t.Fatalf("reading token/%s (min_ttl=%d): %v", handle, minTTL, err)
 	}

@@ -62,16 +62,16 @@ func TestRefreshEachKind(t *testing.T) {
 				data["auth_style"] = tc.authStyle
 			}
 			if tc.refreshToken {
-				data["refresh_token"] = mint(t, o, tc.client)
+				data["refresh_token"] = o.Mint(t, tc.client)
 			}
 			if tc.tokenParams != nil {
 				data["token_params"] = tc.tokenParams
 			}
 			writeBinding(t, v.Client, v.Mount, handle, data)
 
-			before := stats(t, o)
+			before := o.MustStats(t)
 			m1 := checkMaterial(t, mustReadToken(t, v.Client, v.Mount, handle, 0), handle, tc.kind, defaultAccessTTL)
-			after := stats(t, o)
+			after := o.MustStats(t)
 			if got := p.Count(); got != 1 {
 				t.Errorf("first read: %d token requests through the proxy, want 1", got)
 			}
@@ -130,7 +130,7 @@ func TestRefreshEachKind(t *testing.T) {
 			if got := p.Count(); got != 1 {
 				t.Errorf("second read: %d token requests in all, want still 1", got)
 			}
-			if d := totalRequests(stats(t, o)) - totalRequests(after); d != 0 {
+			if d := totalRequests(o.MustStats(t)) - totalRequests(after); d != 0 {
 				t.Errorf("second read: the server counted %d more token requests, want 0", d)
 			}
 
@@ -143,7 +143,7 @@ func TestRefreshEachKind(t *testing.T) {
 			if got := p.Count(); got != 2 {
 				t.Errorf("min_ttl read: %d token requests in all, want 2", got)
 			}
-			if d := totalRequests(stats(t, o)) - totalRequests(after); d != 1 {
+			if d := totalRequests(o.MustStats(t)) - totalRequests(after); d != 1 {
 				t.Errorf("min_ttl read: the server counted %d more token requests, want 1", d)
 			}
 			if !hasWarning(sec3, "min_ttl") {
@@ -181,12 +181,12 @@ func TestRotationManyCycles(t *testing.T) {
 		"token_url":     p.TokenURL(),
 		"client_id":     oauthtest.ClientRTRotate,
 		"client_secret": oauthtest.SecretRTRotate,
-		"refresh_token": mint(t, o, oauthtest.ClientRTRotate),
+		"refresh_token": o.Mint(t, oauthtest.ClientRTRotate),
 	})
-	before := stats(t, o)
+	before := o.MustStats(t)
 	seen := map[string]bool{}
 	for i := 0; i < cycles; i++ {
-		sec, err := readToken(v.Client, v.Mount, handle, beyondLife)
+		sec, err := vaulttest.ReadToken(v.Client, v.Mount, handle, beyondLife)
 		if err != nil {
 			t.Fatalf("cycle %d: %v", i, err)
 		}
@@ -196,7 +196,7 @@ func TestRotationManyCycles(t *testing.T) {
 		}
 		seen[m.AccessToken] = true
 	}
-	after := stats(t, o)
+	after := o.MustStats(t)
 	if got := p.Count(); got != cycles {
 		t.Errorf("%d token requests through the proxy, want %d", got, cycles)
 	}
@@ -238,7 +238,7 @@ func TestConcurrentReadsOneRequest(t *testing.T) {
 		"token_url":     p.TokenURL(),
 		"client_id":     oauthtest.ClientRTBasic,
 		"client_secret": oauthtest.SecretRTBasic,
-		"refresh_token": mint(t, o, oauthtest.ClientRTBasic),
+		"refresh_token": o.Mint(t, oauthtest.ClientRTBasic),
 	})
 
 	t.Run("expired", func(t *testing.T) {
@@ -273,7 +273,7 @@ func TestConcurrentReadsOneRequest(t *testing.T) {
 // requests at the proxy and at the server, and all got the same token.
 func burst(t *testing.T, v *vaulttest.Server, handle string, n, minTTL int, p *oauthtest.FaultProxy, o *oauthtest.Server, want int) map[string]bool {
 	t.Helper()
-	before := stats(t, o)
+	before := o.MustStats(t)
 	proxyBefore := p.Count()
 	start := make(chan struct{})
 	var wg sync.WaitGroup
@@ -284,7 +284,7 @@ func burst(t *testing.T, v *vaulttest.Server, handle string, n, minTTL int, p *o
 		go func(i int) {
 			defer wg.Done()
 			<-start
-			secs[i], errs[i] = readToken(v.Client, v.Mount, handle, minTTL)
+			secs[i], errs[i] = vaulttest.ReadToken(v.Client, v.Mount, handle, minTTL)
 		}(i)
 	}
 	close(start)
@@ -296,7 +296,7 @@ func burst(t *testing.T, v *vaulttest.Server, handle string, n, minTTL int, p *o
 		}
 		tokens[checkMaterial(t, secs[i], handle, "oauth2.refresh_token", defaultAccessTTL).AccessToken] = true
 	}
-	after := stats(t, o)
+	after := o.MustStats(t)
 	if got := p.Count() - proxyBefore; got != int64(want) {
 		t.Errorf("%d concurrent reads (min_ttl=%d): %d token requests through the proxy, want %d", n, minTTL, got, want)
 	}
@@ -329,7 +329,7 @@ func TestRevokedRefreshToken(t *testing.T) {
 		t.Run(tc.client, func(t *testing.T) {
 			handle := fmt.Sprintf("revoked_grant_%d", i)
 			p := newProxy(t, o)
-			rt := mint(t, o, tc.client)
+			rt := o.Mint(t, tc.client)
 			data := map[string]interface{}{
 				"kind":          "oauth2.refresh_token",
 				"token_url":     p.TokenURL(),
@@ -355,7 +355,7 @@ func TestRevokedRefreshToken(t *testing.T) {
 
 			// A read that must refresh fails with a 400 naming the handle
 			// and the provider's error.
-			_, err := readToken(v.Client, v.Mount, handle, beyondLife)
+			_, err := vaulttest.ReadToken(v.Client, v.Mount, handle, beyondLife)
 			if err == nil {
 				t.Fatal("read after the grant was revoked succeeded; want a 400")
 			}
@@ -386,7 +386,7 @@ func TestRevokedRefreshToken(t *testing.T) {
 
 			// While the inputs are unchanged, reads fail fast without
 			// asking the provider again.
-			if _, err := readToken(v.Client, v.Mount, handle, beyondLife); responseStatus(err) != 400 {
+			if _, err := vaulttest.ReadToken(v.Client, v.Mount, handle, beyondLife); responseStatus(err) != 400 {
 				t.Errorf("second read: %v, want a 400", err)
 			}
 			wantCount(2, "needs_reauth must fail fast")
@@ -402,7 +402,7 @@ func TestRevokedRefreshToken(t *testing.T) {
 
 			// An operator writes a new refresh token: the binding works again.
 			if _, err := v.Client.Logical().Write(v.Mount+"/bindings/"+handle, map[string]interface{}{
-				"refresh_token": mint(t, o, tc.client),
+				"refresh_token": o.Mint(t, tc.client),
 			}); err != nil {
 				t.Fatal(err)
 			}
@@ -444,7 +444,7 @@ func TestUpstreamFaults(t *testing.T) {
 			"token_url":     p.TokenURL(),
 			"client_id":     oauthtest.ClientRTBasic,
 			"client_secret": oauthtest.SecretRTBasic,
-			"refresh_token": mint(t, o, oauthtest.ClientRTBasic),
+			"refresh_token": o.Mint(t, oauthtest.ClientRTBasic),
 		})
 		return p
 	}
@@ -463,7 +463,7 @@ func TestUpstreamFaults(t *testing.T) {
 			p := bind(t, handle)
 			first := checkMaterial(t, mustReadToken(t, v.Client, v.Mount, handle, 0), handle, "oauth2.refresh_token", defaultAccessTTL)
 			p.SetMode(tc.fault)
-			sec, err := readToken(v.Client, v.Mount, handle, beyondLife)
+			sec, err := vaulttest.ReadToken(v.Client, v.Mount, handle, beyondLife)
 			if err != nil {
 				t.Fatalf("read with a failing provider and a valid cached token: %v", err)
 			}
@@ -562,10 +562,10 @@ func TestRestartServesCachedToken(t *testing.T) {
 		"token_url":     p.TokenURL(),
 		"client_id":     oauthtest.ClientRTRotate,
 		"client_secret": oauthtest.SecretRTRotate,
-		"refresh_token": mint(t, o, oauthtest.ClientRTRotate),
+		"refresh_token": o.Mint(t, oauthtest.ClientRTRotate),
 	})
 	first := checkMaterial(t, mustReadToken(t, v.Client, v.Mount, handle, 0), handle, "oauth2.refresh_token", defaultAccessTTL)
-	before := stats(t, o)
+	before := o.MustStats(t)
 	oldPID, err := v.PluginPID()
 	if err != nil {
 		t.Fatal(err)
@@ -584,7 +584,7 @@ func TestRestartServesCachedToken(t *testing.T) {
 	if got := p.Count(); got != 1 {
 		t.Errorf("%d token requests after the restart, want still 1", got)
 	}
-	if d := totalRequests(stats(t, o)) - totalRequests(before); d != 0 {
+	if d := totalRequests(o.MustStats(t)) - totalRequests(before); d != 0 {
 		t.Errorf("the server counted %d token requests across the restart, want 0", d)
 	}
 
@@ -594,7 +594,7 @@ func TestRestartServesCachedToken(t *testing.T) {
 	if m2.AccessToken == first.AccessToken {
 		t.Error("min_ttl read after the restart: want a refreshed token")
 	}
-	after := stats(t, o)
+	after := o.MustStats(t)
 	if d := after.RefreshTokenReuseDetected - before.RefreshTokenReuseDetected; d != 0 {
 		t.Errorf("the server detected %d reused refresh tokens, want 0", d)
 	}

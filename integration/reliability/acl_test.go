@@ -97,7 +97,7 @@ func TestACLs(t *testing.T) {
 	}
 	requireToken := func(t *testing.T, c *api.Client, handle string) {
 		t.Helper()
-		sec, err := readToken(c, v.Mount, handle, 0)
+		sec, err := vaulttest.ReadToken(c, v.Mount, handle, 0)
 		if err != nil {
 			t.Fatalf("token/%s: %v", handle, err)
 		}
@@ -143,7 +143,7 @@ func TestACLs(t *testing.T) {
 			t.Errorf("bindings/%s after denied writes: %v %v", h, err, sec)
 		}
 	}
-	sec, err := readToken(root, v.Mount, "acl_b", 0)
+	sec, err := vaulttest.ReadToken(root, v.Mount, "acl_b", 0)
 	if err != nil || str(sec.Data, "access_token") != "acl-secret-value-0123456789" {
 		t.Errorf("token/acl_b after denied writes: the referenced secret changed or is unreadable (%v)", err)
 	}

@@ -268,19 +268,19 @@ func TestSecretHygiene(t *testing.T) {
 
 	// oauth2.refresh_token: a plain client, and a rotating one refreshed a
 	// few times (each rotated refresh token is learned at the proxy).
-	rtBasic := h.input("rt-basic refresh token", mint(t, o, oauthtest.ClientRTBasic))
+	rtBasic := h.input("rt-basic refresh token", o.Mint(t, oauthtest.ClientRTBasic))
 	h.ok("PUT", "bindings/hyg_rt", map[string]interface{}{
 		"kind": "oauth2.refresh_token", "client_id": oauthtest.ClientRTBasic, "client_secret": oauthtest.SecretRTBasic,
 		"refresh_token": rtBasic, "token_url": p.TokenURL(), "auth_style": "header"})
 	h.ok("PUT", "bindings/hyg_rotate", map[string]interface{}{
 		"kind": "oauth2.refresh_token", "client_id": oauthtest.ClientRTRotate, "client_secret": oauthtest.SecretRTRotate,
-		"refresh_token": h.input("rt-rotate refresh token", mint(t, o, oauthtest.ClientRTRotate)), "token_url": p.TokenURL()})
+		"refresh_token": h.input("rt-rotate refresh token", o.Mint(t, oauthtest.ClientRTRotate)), "token_url": p.TokenURL()})
 
 	// google.oauth2 with a token_url, client secret by reference.
 	h.ok("PUT", "secrets/hyg_google_cs", map[string]interface{}{"value": oauthtest.SecretRTPost})
 	h.ok("PUT", "bindings/hyg_google", map[string]interface{}{
 		"kind": "google.oauth2", "client_id": oauthtest.ClientRTPost, "client_secret_secret": "hyg_google_cs",
-		"refresh_token": h.input("rt-post refresh token", mint(t, o, oauthtest.ClientRTPost)),
+		"refresh_token": h.input("rt-post refresh token", o.Mint(t, oauthtest.ClientRTPost)),
 		"token_url":     p.TokenURL(), "scopes": "openid,api"})
 
 	// oauth2.client_credentials, opaque and JWT (resource) access tokens.
@@ -338,7 +338,7 @@ func TestSecretHygiene(t *testing.T) {
 
 	// Failures. A revoked refresh token: needs_reauth, a 400 on refresh
 	// and on a read that needs a new token.
-	revoked := h.input("revoked refresh token", mint(t, o, oauthtest.ClientRTBasic))
+	revoked := h.input("revoked refresh token", o.Mint(t, oauthtest.ClientRTBasic))
 	h.ok("PUT", "bindings/hyg_revoked", map[string]interface{}{
 		"kind": "oauth2.refresh_token", "client_id": oauthtest.ClientRTBasic, "client_secret": oauthtest.SecretRTBasic,
 		"refresh_token": revoked, "token_url": p.TokenURL()})
@@ -369,7 +369,7 @@ func TestSecretHygiene(t *testing.T) {
 	for _, handle := range []string{"hyg_503", "hyg_503_cold"} {
 		h.ok("PUT", "bindings/"+handle, map[string]interface{}{
 			"kind": "oauth2.refresh_token", "client_id": oauthtest.ClientRTPost, "client_secret": oauthtest.SecretRTPost,
-			"refresh_token": h.input(handle+" refresh token", mint(t, o, oauthtest.ClientRTPost)),
+			"refresh_token": h.input(handle+" refresh token", o.Mint(t, oauthtest.ClientRTPost)),
 			"token_url":     fp.TokenURL(), "auth_style": "params"})
 	}
 	h.token("hyg_503", 0)

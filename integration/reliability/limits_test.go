@@ -142,7 +142,7 @@ func TestInputLimits(t *testing.T) {
 		}
 	}
 	// The stored secret keeps its value: the binding referencing it serves it.
-	tok, err := readToken(c, v.Mount, "lim_ref", 0)
+	tok, err := vaulttest.ReadToken(c, v.Mount, "lim_ref", 0)
 	if err != nil || str(tok.Data, "access_token") != "limits-stored-0123456789" {
 		t.Errorf("secrets/lim_secret changed by a refused update (%v)", err)
 	}

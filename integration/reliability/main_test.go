@@ -23,10 +23,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -123,37 +121,6 @@ func tokenFields(body []byte) (accessToken, refreshToken, idToken string) {
 	}
 	_ = json.Unmarshal(body, &m)
 	return m.AccessToken, m.RefreshToken, m.IDToken
-}
-
-func mint(t *testing.T, o *oauthtest.Server, client string) string {
-	t.Helper()
-	rt, err := o.MintRefreshToken(client, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rt
-}
-
-func stats(t *testing.T, o *oauthtest.Server) oauthtest.Stats {
-	t.Helper()
-	st, err := o.Stats()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
-
-// readToken reads token/<handle> on v's mount, with min_ttl (seconds) when > 0.
-func readToken(c *api.Client, mount, handle string, minTTL int) (*api.Secret, error) {
-	var q map[string][]string
-	if minTTL > 0 {
-		q = map[string][]string{"min_ttl": {strconv.Itoa(minTTL)}}
-	}
-	sec, err := c.Logical().ReadWithData(mount+"/token/"+handle, q)
-	if err == nil && (sec == nil || sec.Data == nil) {
-		err = fmt.Errorf("token/%s: no data", handle)
-	}
-	return sec, err
 }
 
 // respStatus is the HTTP status of a failed Vault call, 0 if it is not a

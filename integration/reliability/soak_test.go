@@ -231,7 +231,7 @@ func newSoakRig(t *testing.T, handles ...string) *soakRig {
 // to re-authorize.
 func (r *soakRig) bind(handle string) {
 	r.t.Helper()
-	rt := mint(r.t, r.o, oauthtest.ClientRTRotate)
+	rt := r.o.Mint(r.t, oauthtest.ClientRTRotate)
 	r.mu.Lock()
 	r.rts[fp(rt)] = &rtInfo{issued: time.Now()}
 	r.eventLocked("bind %s to a new grant, rt %s", handle, fp(rt))
@@ -269,9 +269,9 @@ func (r *soakRig) work(ctx context.Context) *sync.WaitGroup {
 				var err error
 				switch x := rand.Float64(); {
 				case x < 0.6:
-					_, err = readToken(c, r.v.Mount, h, beyondLife)
+					_, err = vaulttest.ReadToken(c, r.v.Mount, h, beyondLife)
 				case x < 0.95:
-					_, err = readToken(c, r.v.Mount, h, 0)
+					_, err = vaulttest.ReadToken(c, r.v.Mount, h, 0)
 				default:
 					_, err = c.Logical().Write(r.v.Mount+"/bindings/"+h+"/refresh", nil)
 				}
@@ -462,11 +462,11 @@ func TestSoakRotationDurability(t *testing.T) {
 		if st["health"] != "ok" {
 			t.Errorf("%s after the final refresh: status %v, want health ok", h, st)
 		}
-		if _, err := readToken(v.Client, v.Mount, h, beyondLife); err != nil {
+		if _, err := vaulttest.ReadToken(v.Client, v.Mount, h, beyondLife); err != nil {
 			t.Errorf("final min_ttl read of %s: %v", h, err)
 		}
 	}
-	st := stats(t, r.o)
+	st := r.o.MustStats(t)
 	if st.RefreshTokenReuseDetected != 0 || st.GrantsRevoked != 0 {
 		t.Errorf("provider: refresh_token_reuse_detected=%d grants_revoked=%d, want 0 (a rotated refresh token was lost)",
 			st.RefreshTokenReuseDetected, st.GrantsRevoked)
@@ -596,7 +596,7 @@ func TestSoakRandomKills(t *testing.T) {
 	cancel()
 	wg.Wait()
 
-	st := stats(t, r.o)
+	st := r.o.MustStats(t)
 	lines := []string{
 		fmt.Sprintf("random kills: one forced refresh through Vault takes %s (median of %d; max %s): the window per refresh",
 			lat[len(lat)/2].Round(time.Millisecond), len(lat), lat[len(lat)-1].Round(time.Millisecond)),

@@ -14,6 +14,7 @@ import (
 	"math"
 	"net/http"
 	"strings"
+	"testing"
 	"time"
 )
 
@@ -23,6 +24,17 @@ import (
 // normal refresh_token grant at TokenURL.
 func (s *Server) MintRefreshToken(clientID, scope string) (string, error) {
 	return s.MintRefreshTokenForAccount(clientID, scope, "")
+}
+
+// Mint is MintRefreshToken with the default scope, failing the test on an
+// error.
+func (s *Server) Mint(tb testing.TB, clientID string) string {
+	tb.Helper()
+	rt, err := s.MintRefreshToken(clientID, "")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return rt
 }
 
 // MintRefreshTokenForAccount is MintRefreshToken for a specific account id
@@ -124,6 +136,16 @@ func (s *Server) Stats() (Stats, error) {
 	var st Stats
 	err := s.admin(http.MethodGet, "/stats", nil, &st)
 	return st, err
+}
+
+// MustStats is Stats, failing the test on an error.
+func (s *Server) MustStats(tb testing.TB) Stats {
+	tb.Helper()
+	st, err := s.Stats()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return st
 }
 
 // ResetStats zeroes the counters and forgets the last assertion.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -165,6 +166,20 @@ func NewClient(addr, token string) (*api.Client, error) {
 	c.ClearNamespace()
 	c.SetToken(token)
 	return c, nil
+}
+
+// ReadToken reads mount/token/<handle> with c, with min_ttl (seconds) when
+// minTTL > 0; an answer without data is an error.
+func ReadToken(c *api.Client, mount, handle string, minTTL int) (*api.Secret, error) {
+	var q map[string][]string
+	if minTTL > 0 {
+		q = map[string][]string{"min_ttl": {strconv.Itoa(minTTL)}}
+	}
+	sec, err := c.Logical().ReadWithData(mount+"/token/"+handle, q)
+	if err == nil && (sec == nil || sec.Data == nil) {
+		err = fmt.Errorf("token/%s: no data (404)", handle)
+	}
+	return sec, err
 }
 
 // LogTail returns the last n lines of the log file at path, or why there
