@@ -103,6 +103,13 @@ type backend struct {
 	// scheduler drives background refresh of recently read handles.
 	scheduler *refreshScheduler
 
+	// authStates are the pending authorization-code grants (connect.go).
+	authStates authStates
+	// callbackFailures limits failed public callbacks (path_connect.go).
+	callbackFailures *failureLimiter
+	// pollers poll the token endpoint for pending device grants (device.go).
+	pollers devicePollers
+
 	// sysView is the system view given to the framework, with the answers
 	// asked on every request cached (sysview.go); nil before Setup.
 	sysView *cachingSystemView
@@ -125,13 +132,18 @@ func newBackend(d deps) *backend {
 	b.handles.init()
 	b.bindingLocks = locksutil.CreateLocks()
 	b.scheduler = newRefreshScheduler()
+	b.callbackFailures = newFailureLimiter()
 	b.userAgent.Store("flowcred/" + Version)
 
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelpDescription),
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
+			// The connect redirect target; it answers 404 unless the mount
+			// config enables it (public_callback).
+			Unauthenticated: []string{"callback"},
 			SealWrapStorage: []string{
+				devicePrefix,
 				configStorageKey,
 				bindingStoragePrefix,
 				secretStoragePrefix,
@@ -145,6 +157,7 @@ func newBackend(d deps) *backend {
 			pathSecrets(b),
 			pathBindings(b),
 			pathToken(b),
+			pathConnect(b),
 			pathInvalidNames(b),
 		),
 		Secrets:        []*framework.Secret{secretToken(b)},
@@ -161,6 +174,11 @@ func (b *backend) initialize(ctx context.Context, req *logical.InitializationReq
 	b.storageView = req.Storage
 	if env, err := b.System().PluginEnv(ctx); err == nil && env != nil {
 		b.userAgent.Store(userAgentString(env))
+	}
+	if b.WriteSafeReplicationState() {
+		if err := b.resumePollers(ctx, req.Storage); err != nil {
+			b.Logger().Warn("resuming pending device grants failed", "error", err)
+		}
 	}
 	return nil
 }
@@ -183,6 +201,7 @@ func (b *backend) invalidate(ctx context.Context, key string) {
 // clean drops all in-memory state when the mount is unmounted or reloaded,
 // after writing every token state whose write had failed.
 func (b *backend) clean(ctx context.Context) {
+	b.stopPollers()
 	b.writePending(ctx)
 	b.handles.clear()
 	b.scheduler.clear()

@@ -206,7 +206,7 @@ func applyPlainField(e *bindingEntry, k, v string) *fieldError {
 		return nil
 	}
 	switch k {
-	case "token_url":
+	case "token_url", "authorization_url", "device_authorization_url", "redirect_uri":
 		if ferr := validateTokenURL(k, v); ferr != nil {
 			return ferr
 		}

@@ -19,6 +19,10 @@ const (
 	healthDegraded    = "degraded"
 	healthNeedsReauth = "needs_reauth"
 	healthUnknown     = "unknown"
+	// A refresh-token binding that has no refresh token yet, and one whose
+	// device grant waits for the user (design.md, "Connecting").
+	healthNeedsAuthorization   = "needs_authorization"
+	healthPendingAuthorization = "pending_authorization"
 )
 
 // errClass says who can fix a failed refresh.

@@ -25,9 +25,21 @@ var refreshTokenKind = &kind{
 	grant:     refreshGrant,
 }
 
+// Google's authorization and device endpoints, the defaults for connecting
+// google.oauth2 bindings.
+const (
+	googleAuthURL   = "https://accounts.google.com/o/oauth2/v2/auth"
+	googleDeviceURL = "https://oauth2.googleapis.com/device/code"
+)
+
 var googleOAuth2Kind = &kind{
-	Kind:     mustKind(kindtable.GoogleOAuth2),
-	tokenURL: googleTokenURL,
+	Kind:             mustKind(kindtable.GoogleOAuth2),
+	tokenURL:         googleTokenURL,
+	authorizationURL: googleAuthURL,
+	deviceURL:        googleDeviceURL,
+	// A refresh token only with offline access; prompt=consent makes
+	// Google issue one again on a reconnect.
+	authParams: map[string]string{"access_type": "offline", "prompt": "consent", "include_granted_scopes": "true"},
 	// Google accepts both; the body is what its own libraries send.
 	authStyle: oauth2.AuthStyleInParams,
 	rotates:   true,

@@ -25,6 +25,12 @@ type kind struct {
 	kindtable.Kind
 	// tokenURL is the default token_url (empty: the binding must give one).
 	tokenURL string
+	// authorizationURL and deviceURL are the default authorization_url and
+	// device_authorization_url of a kind that can be connected (rotates).
+	authorizationURL, deviceURL string
+	// authParams are added to the authorization request of a connect
+	// (Google: offline access, consent, incremental scopes).
+	authParams map[string]string
 	// authStyle is how client credentials are sent when auth_style is auto
 	// or absent.
 	authStyle oauth2.AuthStyle

@@ -107,6 +107,17 @@ func errNotBound(handle string) *readError {
 	return readErrorf(http.StatusNotFound, "no binding for handle %q", handle)
 }
 
+// errNeedsAuthorization is the answer for a binding that has no refresh
+// token yet (design.md, "Errors": the 400 starts with the health word).
+func errNeedsAuthorization(handle string, st *tokenState) *readError {
+	if st != nil && st.Status.Health == healthPendingAuthorization {
+		return readErrorf(http.StatusBadRequest, "%s: handle %q waits for the user to approve its device grant (bindings/%s/device)",
+			healthNeedsAuthorization, handle, handle)
+	}
+	return readErrorf(http.StatusBadRequest, "%s: handle %q has no refresh token yet; connect it with bindings/%s/authorize (or bindings/%s/device), or write its refresh_token",
+		healthNeedsAuthorization, handle, handle, handle)
+}
+
 // readAnswer maps an error of material to Vault's answer: a 400 is an error
 // response (Vault's usual shape for a request that cannot be served as
 // asked), another status a coded error, anything else an internal error.

@@ -32,6 +32,9 @@ type configEntry struct {
 	// ttl and rotation_period data keys instead. A pointer so that a
 	// config stored before the field existed reads as the default.
 	TokenLeases *bool `json:"token_leases,omitempty"`
+	// PublicCallback exposes the unauthenticated callback path as a
+	// redirect target for connecting (path_connect.go).
+	PublicCallback bool `json:"public_callback,omitempty"`
 }
 
 // tokenLeases is the effective token_leases (default true).
@@ -92,6 +95,11 @@ func pathConfig(b *backend) *framework.Path {
 				Description: "Token reads create a non-renewable lease (true), or none: the data then carries ttl (seconds until the reader should read again) and rotation_period (the token's lifetime), which Vault Agent templates follow. Default true.",
 				Default:     true,
 			},
+			"public_callback": {
+				Type:        framework.TypeBool,
+				Description: "Serve the unauthenticated callback path as the redirect target of bindings/<handle>/authorize (https://<vault>/v1/<mount>/callback), so an account owner approves with a link and no Vault token. Default false.",
+				Default:     false,
+			},
 			"min_refresh_interval": {
 				Type:        framework.TypeDurationSecond,
 				Description: "Reads asking for more life (min_ttl) than the provider issues refresh a handle at most once per interval; in between they get the fresh token with a warning. Default 10s.",
@@ -129,6 +137,7 @@ var configResponseFields = map[string]*framework.FieldSchema{
 	"background_window":      {Type: framework.TypeDurationSecond, Required: true},
 	"min_refresh_interval":   {Type: framework.TypeDurationSecond, Required: true},
 	"token_leases":           {Type: framework.TypeBool, Required: true},
+	"public_callback":        {Type: framework.TypeBool, Required: true},
 }
 
 // getConfig returns the mount configuration, defaults when none is stored.
@@ -168,6 +177,7 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, d *f
 		"background_window":      int64(c.BackgroundWindow.Seconds()),
 		"min_refresh_interval":   int64(c.MinRefreshInterval.Seconds()),
 		"token_leases":           c.tokenLeases(),
+		"public_callback":        c.PublicCallback,
 	}}, nil
 }
 
@@ -209,6 +219,11 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		return logical.ErrorResponse("invalid background_refresh: %s", err), nil
 	} else if ok {
 		c.BackgroundRefresh = raw.(bool)
+	}
+	if raw, ok, err := d.GetOkErr("public_callback"); err != nil {
+		return logical.ErrorResponse("invalid public_callback: %s", err), nil
+	} else if ok {
+		c.PublicCallback = raw.(bool)
 	}
 	if raw, ok, err := d.GetOkErr("token_leases"); err != nil {
 		return logical.ErrorResponse("invalid token_leases: %s", err), nil

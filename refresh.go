@@ -19,6 +19,20 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, hc *handleCach
 		st = &cp
 	}
 	st.BindingID = snap.binding.ID
+	g := &grantCall{binding: snap.binding, inputs: inputs}
+	var origin string
+	if k.rotates {
+		// The refresh token to send: the newest rotated (or connected)
+		// one, unless an operator has configured a different one since.
+		origin = hashSecret(inputs[refreshTokenField])
+		g.refreshToken = inputs[refreshTokenField]
+		if st.RefreshToken != "" && st.RefreshOrigin == origin {
+			g.refreshToken = st.RefreshToken
+		}
+		if g.refreshToken == "" {
+			return nil, errNeedsAuthorization(handle, st)
+		}
+	}
 	fp := inputsFingerprint(snap.binding, inputs)
 	if !o.force && st.Status.Health == healthNeedsReauth && st.ReauthFingerprint == fp {
 		ue := &upstreamError{class: classReauth, code: st.Status.LastErrorCode, msg: st.Status.LastError}
@@ -27,17 +41,6 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, hc *handleCach
 
 	if !b.writableForRefresh() {
 		return nil, logical.ErrReadOnly
-	}
-	g := &grantCall{binding: snap.binding, inputs: inputs}
-	var origin string
-	if k.rotates {
-		// The refresh token to send: the newest rotated one, unless an
-		// operator has configured a different one since.
-		origin = hashSecret(inputs[refreshTokenField])
-		g.refreshToken = inputs[refreshTokenField]
-		if st.RefreshToken != "" && st.RefreshOrigin == origin {
-			g.refreshToken = st.RefreshToken
-		}
 	}
 	tok, ue := b.refreshUpstream(ctx, cfg, k, g)
 	now = b.now()
@@ -80,13 +83,7 @@ func (b *backend) commit(ctx context.Context, s logical.Storage, hc *handleCache
 	// Written before the answer: a rotated refresh token, and any change of
 	// health (a recovery is durable before anyone is told).
 	durableFirst := snap.state == nil || st.RefreshToken != snap.state.RefreshToken || snap.state.Status.Health != healthOK
-	st.AccessToken = tok.AccessToken
-	st.TokenType = normalizeTokenType(tok.TokenType)
-	st.ObtainedAt = now
-	st.Expiry = tokenExpiry(tok, cfg, now)
-	st.Generation = snap.binding.Generation
-	st.ReauthFingerprint = ""
-	st.Status = bindingStatus{Health: healthOK, LastRefreshAt: now}
+	st.applyToken(tok, cfg, snap.binding.Generation, now)
 	mat := upstreamMaterial(handle, snap.binding, st)
 	publish := func() {
 		hc.lastFailure = nil

@@ -37,8 +37,39 @@ type tokenState struct {
 	// re-authorization error; while they are unchanged, reads fail fast
 	// instead of asking the provider again.
 	ReauthFingerprint string `json:"reauth_fingerprint,omitempty"`
+	// GrantedScopes are the scopes the provider said it granted (the token
+	// answer's scope), kept from the last answer that said.
+	GrantedScopes []string `json:"granted_scopes,omitempty"`
 	// Status is what binding reads show.
 	Status bindingStatus `json:"status"`
+}
+
+// applyToken records a token a grant returned at now under binding
+// generation gen: the access token, its expiry and the granted scopes, and
+// health ok. The refresh token is the caller's business.
+func (st *tokenState) applyToken(tok *upstreamToken, cfg *configEntry, gen uint64, now time.Time) {
+	st.AccessToken = tok.AccessToken
+	st.TokenType = normalizeTokenType(tok.TokenType)
+	st.ObtainedAt = now
+	st.Expiry = tokenExpiry(tok, cfg, now)
+	st.Generation = gen
+	st.ReauthFingerprint = ""
+	if sc := strings.Fields(tok.Scope); len(sc) > 0 {
+		st.GrantedScopes = sc
+	}
+	st.Status = bindingStatus{Health: healthOK, LastRefreshAt: now}
+}
+
+// needsAuthorization reports whether a binding of a kind that can be
+// connected has no refresh token to send: none configured, and none
+// obtained by connecting (or rotated from one that is no longer
+// configured).
+func needsAuthorization(e *bindingEntry, st *tokenState) bool {
+	k := kindOf(e.Kind)
+	if k == nil || !k.rotates || e.hasInput(refreshTokenField) {
+		return false
+	}
+	return st == nil || st.RefreshToken == "" || st.RefreshOrigin != hashSecret("")
 }
 
 // bindingStatus is the status object of design.md.
@@ -97,6 +128,12 @@ func statusData(e *bindingEntry, st *tokenState, missing []string) map[string]in
 			out["last_error_code"] = st.Status.LastErrorCode
 		}
 		out["consecutive_failures"] = st.Status.ConsecutiveFailures
+		if len(st.GrantedScopes) > 0 {
+			out["granted_scopes"] = st.GrantedScopes
+		}
+	}
+	if out["health"] != healthPendingAuthorization && needsAuthorization(e, st) {
+		out["health"] = healthNeedsAuthorization
 	}
 	if len(missing) > 0 {
 		out["missing_secrets"] = missing

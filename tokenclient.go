@@ -68,20 +68,35 @@ type tokenClient struct {
 	http *http.Client
 }
 
-// exchange sends r and returns the token or an *upstreamError. With
+// exchange sends r and returns the token or an *upstreamError.
+func (c *tokenClient) exchange(ctx context.Context, r *tokenRequest) (*upstreamToken, error) {
+	return call(ctx, c, r, func(resp *http.Response, body []byte) (*upstreamToken, error) {
+		return parseAnswer(resp, body, r.idToken)
+	})
+}
+
+// call sends r and parses the answer with parse. With
 // oauth2.AuthStyleAutoDetect the client credentials go in an Authorization
 // header and, only when the provider refuses that client authentication,
 // once more in the form body.
-func (c *tokenClient) exchange(ctx context.Context, r *tokenRequest) (*upstreamToken, error) {
-	if r.style != oauth2.AuthStyleAutoDetect {
-		return c.send(ctx, r, r.style)
+func call[T any](ctx context.Context, c *tokenClient, r *tokenRequest, parse func(*http.Response, []byte) (T, error)) (T, error) {
+	once := func(style oauth2.AuthStyle) (T, error) {
+		resp, body, err := c.post(ctx, r, style)
+		if err != nil {
+			var zero T
+			return zero, err
+		}
+		return parse(resp, body)
 	}
-	tok, err := c.send(ctx, r, oauth2.AuthStyleInHeader)
+	if r.style != oauth2.AuthStyleAutoDetect {
+		return once(r.style)
+	}
+	out, err := once(oauth2.AuthStyleInHeader)
 	var ue *upstreamError
 	if err == nil || !errors.As(err, &ue) || !clientAuthRefused(ue) {
-		return tok, err
+		return out, err
 	}
-	return c.send(ctx, r, oauth2.AuthStyleInParams)
+	return once(oauth2.AuthStyleInParams)
 }
 
 // clientAuthRefused reports whether a refusal may mean "send the client
@@ -94,8 +109,9 @@ func clientAuthRefused(ue *upstreamError) bool {
 	return ue.status == http.StatusUnauthorized
 }
 
-// send posts the request once with the given client authentication.
-func (c *tokenClient) send(ctx context.Context, r *tokenRequest, style oauth2.AuthStyle) (*upstreamToken, error) {
+// post sends the request once with the given client authentication and
+// returns the answer's body, at most maxResponseBytes of it.
+func (c *tokenClient) post(ctx context.Context, r *tokenRequest, style oauth2.AuthStyle) (*http.Response, []byte, error) {
 	form := url.Values{}
 	for k, v := range r.form {
 		form[k] = v
@@ -111,7 +127,7 @@ func (c *tokenClient) send(ctx context.Context, r *tokenRequest, style oauth2.Au
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url, strings.NewReader(form.Encode()))
 	if err != nil {
-		return nil, &upstreamError{class: classConfig, msg: "token_url cannot be requested: " + sanitize(err.Error(), 200)}
+		return nil, nil, &upstreamError{class: classConfig, msg: "token_url cannot be requested: " + sanitize(err.Error(), 200)}
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
@@ -121,19 +137,19 @@ func (c *tokenClient) send(ctx context.Context, r *tokenRequest, style oauth2.Au
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, transportError(err)
+		return nil, nil, transportError(err)
 	}
 	defer resp.Body.Close()
 	// At most maxResponseBytes are read; an answer that fills them is
 	// refused as too large.
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	if err != nil {
-		return nil, transportError(err)
+		return nil, nil, transportError(err)
 	}
 	if len(body) == maxResponseBytes {
-		return nil, &upstreamError{class: classTransient, status: resp.StatusCode, msg: fmt.Sprintf("token response larger than %d bytes", maxResponseBytes-1)}
+		return nil, nil, &upstreamError{class: classTransient, status: resp.StatusCode, msg: fmt.Sprintf("token response larger than %d bytes", maxResponseBytes-1)}
 	}
-	return parseAnswer(resp, body, r.idToken)
+	return resp, body, nil
 }
 
 // parseAnswer turns a token endpoint's answer into a token or a classified

@@ -41,10 +41,12 @@ type Kind struct {
 // kinds is the table, one entry per kind.
 var kinds = []Kind{
 	{
+		// Without a refresh token the binding needs authorization: the
+		// connect flow (bindings/<h>/authorize or /device) obtains one.
 		Name:     GoogleOAuth2,
 		Secret:   []string{"client_id", "client_secret", "refresh_token"},
-		Plain:    []string{"scopes", "token_url"},
-		Required: [][]string{{"client_id", "client_secret", "refresh_token"}},
+		Plain:    []string{"scopes", "token_url", "authorization_url", "device_authorization_url", "redirect_uri"},
+		Required: [][]string{{"client_id", "client_secret"}},
 	},
 	{
 		Name:     GoogleServiceAccount,
@@ -55,8 +57,8 @@ var kinds = []Kind{
 	{
 		Name:     OAuth2RefreshToken,
 		Secret:   []string{"client_id", "client_secret", "refresh_token"},
-		Plain:    []string{"token_url", "scopes", "auth_style"},
-		Required: [][]string{{"client_id", "refresh_token", "token_url"}},
+		Plain:    []string{"token_url", "scopes", "auth_style", "authorization_url", "device_authorization_url", "redirect_uri"},
+		Required: [][]string{{"client_id", "token_url"}},
 	},
 	{
 		Name:     OAuth2ClientCreds,
