@@ -108,7 +108,7 @@ func pathBindings(b *backend) []*framework.Path {
 				OperationPrefix: operationPrefixFlowcred,
 				OperationSuffix: "binding",
 			},
-			Fields:         bindingFieldSchemas(),
+			Fields:         bindingWriteFieldSchemas(),
 			ExistenceCheck: b.pathBindingExistenceCheck,
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
@@ -258,69 +258,6 @@ func (b *backend) pathBindingDelete(ctx context.Context, req *logical.Request, d
 	hc.reset()
 	b.scheduler.remove(handle)
 	return nil, nil
-}
-
-func (b *backend) pathBindingWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	handle := d.Get("handle").(string)
-	e, resp, err := b.storeBinding(ctx, req.Storage, handle, d)
-	if err != nil || resp != nil {
-		return resp, err
-	}
-	// The next read reloads the binding; a token obtained under the old
-	// generation is not served, but a rotated refresh token is kept. This
-	// waits for a refresh in flight, so it runs with no mount lock held.
-	b.forgetBinding(ctx, handle)
-	return b.bindingWriteWarnings(ctx, req.Storage, handle, e)
-}
-
-// storeBinding merges the write into the stored binding and stores it,
-// holding the handle's binding stripe and the references lock (for reading)
-// only for that: neither is held across a wait on the handle.
-func (b *backend) storeBinding(ctx context.Context, s logical.Storage, handle string, d *framework.FieldData) (*bindingEntry, *logical.Response, error) {
-	lock := locksutil.LockForKey(b.bindingLocks, handle)
-	lock.Lock()
-	defer lock.Unlock()
-	b.refsLock.RLock()
-	defer b.refsLock.RUnlock()
-
-	old, err := getBinding(ctx, s, handle)
-	if err != nil {
-		return nil, nil, err
-	}
-	e, ferr := applyBindingInput(old, d)
-	if ferr != nil {
-		return nil, ferr.response(), nil
-	}
-	now := b.now().UTC()
-	if old == nil {
-		e.CreatedAt = now
-		e.ID = newBindingID()
-	}
-	e.UpdatedAt = now
-	e.Generation++
-	if err := putBinding(ctx, s, handle, e); err != nil {
-		return nil, nil, err
-	}
-	return e, nil, nil
-}
-
-// forgetBinding drops what readers cached of a handle's binding after it was
-// written. Only a handle that was read has an entry: writing bindings leaves
-// no per-handle state behind. Called after the storage write, so a reader
-// that creates its entry later loads the new binding, and one that loaded
-// the old binding finishes (its refresh holds the handle's lock) before the
-// reset.
-func (b *backend) forgetBinding(ctx context.Context, handle string) {
-	hc := b.handles.peek(handle)
-	if hc == nil {
-		return
-	}
-	// Wait even if the request is cancelled: the write is done, and a
-	// snapshot of the old binding must not outlive it.
-	_ = hc.acquire(context.WithoutCancel(ctx))
-	defer hc.release()
-	hc.reset()
-	hc.lastFailure = nil
 }
 
 func (b *backend) pathBindingRefresh(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

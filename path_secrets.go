@@ -2,6 +2,7 @@ package flowcred
 
 import (
 	"context"
+	"crypto/subtle"
 	"fmt"
 	"net/http"
 	"sort"
@@ -43,6 +44,10 @@ func pathSecrets(b *backend) []*framework.Path {
 					Type:         framework.TypeString,
 					Description:  "The secret value (a client secret, refresh token, private key, key file or API token). Write-only.",
 					DisplayAttrs: &framework.DisplayAttributes{Sensitive: true},
+				},
+				"dry_run": {
+					Type:        framework.TypeBool,
+					Description: "Check the write and answer operation (create, update or unchanged) and the value's fingerprint, storing nothing.",
 				},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
@@ -93,6 +98,9 @@ var secretResponseFields = map[string]*framework.FieldSchema{
 	"name":       {Type: framework.TypeString, Required: true},
 	"created_at": {Type: framework.TypeString, Required: true},
 	"updated_at": {Type: framework.TypeString, Required: true},
+	// fingerprint is the HMAC-SHA256 of the value under the mount's key
+	// (fingerprint.go): equal values have equal fingerprints.
+	"fingerprint": {Type: framework.TypeString, Required: true},
 }
 
 // getSecret returns the stored secret, or nil, nil when there is none.
@@ -113,10 +121,15 @@ func (b *backend) pathSecretRead(ctx context.Context, req *logical.Request, d *f
 	if e == nil {
 		return nil, nil
 	}
+	key, err := fingerprintKey(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
 	return &logical.Response{Data: map[string]interface{}{
-		"name":       name,
-		"created_at": e.CreatedAt.UTC().Format(time.RFC3339),
-		"updated_at": e.UpdatedAt.UTC().Format(time.RFC3339),
+		"name":        name,
+		"created_at":  e.CreatedAt.UTC().Format(time.RFC3339),
+		"updated_at":  e.UpdatedAt.UTC().Format(time.RFC3339),
+		"fingerprint": fingerprintOf(key, e.Value),
 	}}, nil
 }
 
@@ -144,6 +157,10 @@ func (b *backend) pathSecretWrite(ctx context.Context, req *logical.Request, d *
 	if len(value) > maxSecretBytes {
 		return logical.ErrorResponse("invalid value: %d bytes is more than the limit of %d", len(value), maxSecretBytes), nil
 	}
+	dryRun := false
+	if _, ok := d.Raw["dry_run"]; ok {
+		dryRun = d.Get("dry_run").(bool)
+	}
 
 	// Hold refsLock for reading so a concurrent delete cannot interleave.
 	b.refsLock.RLock()
@@ -152,6 +169,30 @@ func (b *backend) pathSecretWrite(ctx context.Context, req *logical.Request, d *
 	e, err := getSecret(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
+	}
+	op := "create"
+	if e != nil {
+		op = "update"
+		if subtle.ConstantTimeCompare([]byte(e.Value), []byte(value)) == 1 {
+			op = "unchanged"
+		}
+	}
+	if dryRun {
+		key, err := fingerprintKey(ctx, req.Storage)
+		if err != nil {
+			return nil, err
+		}
+		return &logical.Response{Data: map[string]interface{}{
+			"dry_run":     true,
+			"name":        name,
+			"operation":   op,
+			"fingerprint": fingerprintOf(key, value),
+		}}, nil
+	}
+	if op == "unchanged" {
+		// The stored value is the same: nothing to store, and nothing
+		// cached from it to reload.
+		return nil, nil
 	}
 	if e == nil {
 		e = &secretEntry{CreatedAt: now}
@@ -189,7 +230,15 @@ func (b *backend) pathSecretList(ctx context.Context, req *logical.Request, d *f
 	if err != nil {
 		return nil, fmt.Errorf("listing secrets: %w", err)
 	}
-	return logical.ListResponse(keys), nil
+	// A secret name has no "/": an entry with one is the plugin's own
+	// (the fingerprint key, fingerprint.go).
+	names := keys[:0]
+	for _, k := range keys {
+		if !strings.Contains(k, "/") {
+			names = append(names, k)
+		}
+	}
+	return logical.ListResponse(names), nil
 }
 
 // bindingsReferencing lists the handles whose binding references a secret.
@@ -225,6 +274,10 @@ const pathSecretsHelpDesc = `
 A stored secret holds one value (a client secret, a refresh token, a private
 key, a Google key file, an API token). Bindings reference it as
 <field>_secret=<name>, for example client_secret_secret=gcp_client_secret.
-Reads return only the name and timestamps, never the value. A secret that a
+Reads return only the name, timestamps and the value's fingerprint (an
+HMAC-SHA256 under a key of this mount that never leaves storage), never the
+value. A write with dry_run=true answers operation (create, update or
+unchanged) and the fingerprint of the value it carries, and stores nothing;
+a write of the value already stored stores nothing. A secret that a
 binding references cannot be deleted; the error lists those bindings.
 `

