@@ -303,5 +303,8 @@ binding's provider refused its grant; valid stays true).
 // grantedScopes are the scopes the provider granted at the last grant, when
 // the token state records them; nil before any grant that said.
 func grantedScopes(st *tokenState) []string {
-	return nil
+	if st == nil {
+		return nil
+	}
+	return st.GrantedScopes
 }

@@ -61,3 +61,26 @@ func TestValidate_MissingScopes(t *testing.T) {
 		require.Contains(t, resp.Error().Error(), "requirements[0].scopes")
 	}
 }
+
+// After a grant that recorded granted scopes, those count, not the
+// configured ones.
+func TestValidate_MissingScopesUsesGrantedScopes(t *testing.T) {
+	b := getTestBackend(t, nil)
+	idp := newFakeIdP(t)
+	bindRefresh(t, b, "h", idp.URL) // configured scopes: api, offline_access
+	req := map[string]interface{}{"node": "n", "handle": "h", "kind": "oauth2.refresh_token", "scopes": "api"}
+	valid, _ := validateOne(t, b, req)
+	require.True(t, valid)
+
+	st := &tokenState{GrantedScopes: []string{"offline_access"}}
+	require.Equal(t, []string{"offline_access"}, grantedScopes(st))
+	e, err := getBinding(t.Context(), b.s, "h")
+	require.NoError(t, err)
+	st.BindingID = e.ID
+	require.NoError(t, putTokenState(t.Context(), b.s, "h", st))
+	valid, problems := validateOne(t, b, req)
+	require.False(t, valid)
+	require.Equal(t, "missing_scopes", problems[0]["problem"])
+	require.Contains(t, problems[0]["detail"], "granted scopes")
+	require.Contains(t, problems[0]["detail"], `"offline_access"`)
+}
