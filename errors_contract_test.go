@@ -29,8 +29,14 @@ func TestErrors_NeedsReauthServesValidTokenThenLeadingWord(t *testing.T) {
 	st := b.read(t, "bindings/crm", nil).Data["status"].(map[string]interface{})
 	require.Equal(t, healthNeedsReauth, st["health"])
 
+	// Not to a read asking more life than it has.
+	resp, err := b.do(t, logical.ReadOperation, "token/crm", map[string]interface{}{"min_ttl": 3600})
+	require.NoError(t, err)
+	require.True(t, resp.IsError())
+	require.True(t, strings.HasPrefix(resp.Error().Error(), "needs_reauth: "), resp.Error().Error())
+
 	// A forced refresh of the refused grant fails, whatever is cached.
-	resp, err := b.do(t, logical.UpdateOperation, "bindings/crm/refresh", nil)
+	resp, err = b.do(t, logical.UpdateOperation, "bindings/crm/refresh", nil)
 	require.NoError(t, err)
 	require.True(t, resp.IsError())
 

@@ -275,15 +275,18 @@ func (b *backend) cachedAnswer(snap *snapshot, cfg *configEntry, o readOpts, wai
 }
 
 // failureAnswer answers a read after a failed refresh: the cached token
-// while it is valid (with a warning; a forced refresh of a grant refused
-// gets the error), else the error the contract prescribes. A needs_reauth
-// error starts with that health word (design.md, "Errors").
+// while it is valid (with a warning; for a refused grant, only to a read
+// whose min_ttl it meets, and not to a forced refresh), else the error the
+// contract prescribes. A needs_reauth error starts with that health word
+// (design.md, "Errors").
 func (b *backend) failureAnswer(handle string, snap *snapshot, ue *upstreamError, o readOpts, now time.Time) (*material, error) {
 	m := snap.mat
 	valid := m != nil && m.expiry.After(now)
 	switch ue.class {
 	case classReauth:
-		if valid && !o.force {
+		// Served while valid, the margin waived; not to a read whose
+		// min_ttl it cannot meet, nor to a forced refresh.
+		if valid && !o.force && m.expiry.Sub(now) >= o.minTTL {
 			cp := *m
 			cp.warning = reauthWarning(handle, ue, m)
 			return &cp, nil

@@ -394,7 +394,7 @@ func TestSecretHygiene(t *testing.T) {
 		"scopes": "api"}, 400, "credentials_json")
 	h.fails("PUT", "secrets/hyg_big", map[string]interface{}{"value": h.plant("oversized secret") + strings.Repeat("x", 70<<10)}, 400, "value")
 	h.fails("DELETE", "secrets/hyg_sa_key", nil, 400, "hyg_sa")
-	h.fails("GET", "token/hyg_nobody", nil, 400, "hyg_nobody")
+	h.fails("GET", "token/hyg_nobody", nil, 404, "hyg_nobody") // design.md, "Errors"
 
 	// Every binding, secret and config read, and the lists.
 	for _, handle := range []string{"hyg_api", "hyg_api_ref", "hyg_rt", "hyg_rotate", "hyg_google", "hyg_cc", "hyg_cc_jwt",
