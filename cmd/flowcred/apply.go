@@ -1,11 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 
 	"github.com/hashicorp/vault/api"
@@ -15,89 +15,164 @@ import (
 // read shows it even when it was never set.
 const googleTokenURL = "https://oauth2.googleapis.com/token"
 
+func cmdPlan(args []string, stdout, stderr io.Writer) int {
+	f := newFlags("plan", "flowcred plan -f FILE [-mount flowcred] [-secrets-from-env PREFIX] [-prune] [-detailed-exitcode] [-format text|json]")
+	o := deployFlags(f, false)
+	o.detailed = f.Bool("detailed-exitcode", false, "exit 4 when changes are pending (0: none; 1, 2, 3 as usual)")
+	return runDeploy(f, o, args, false, stdout, stderr)
+}
+
 func cmdApply(args []string, stdout, stderr io.Writer) int {
-	f := newFlags("apply", "flowcred apply -f FILE [-mount flowcred] [-secrets-from-env PREFIX] [-dry-run]")
-	file := f.String("f", "", "deployment file (YAML with bindings:); - reads stdin")
-	prefix := f.String("secrets-from-env", "", "before writing bindings, store each referenced secret NAME from the environment variable PREFIX+NAME (or PREFIX+NAME in upper case) when it is set")
-	dryRun := f.Bool("dry-run", false, "check the file and show what would be written, without writing")
+	f := newFlags("apply", "flowcred apply -f FILE [-mount flowcred] [-secrets-from-env PREFIX] [-prune [-auto-approve]] [-dry-run] [-format text|json]")
+	o := deployFlags(f, true)
+	o.dryRun = f.Bool("dry-run", false, "show what would change and write nothing (flowcred plan)")
+	return runDeploy(f, o, args, true, stdout, stderr)
+}
+
+// deployOpts are the flags plan and apply share.
+type deployOpts struct {
+	file, prefix                         *string
+	prune, autoApprove, detailed, dryRun *bool
+}
+
+func deployFlags(f *commandFlags, apply bool) deployOpts {
+	o := deployOpts{
+		file:   f.String("f", "", "deployment file (YAML with bindings:); - reads stdin"),
+		prefix: f.String("secrets-from-env", "", "store each referenced secret NAME from the environment variable PREFIX+NAME (or PREFIX+NAME in upper case) when it is set and its value differs from the stored one (compared by fingerprint)"),
+		prune:  f.Bool("prune", false, "also delete the mount's bindings that the file does not name"),
+		// Each command sets the flags it has; the others stay false.
+		autoApprove: new(bool), detailed: new(bool), dryRun: new(bool),
+	}
+	if apply {
+		o.autoApprove = f.Bool("auto-approve", false, "with -prune: delete without asking for confirmation")
+	}
+	return o
+}
+
+// runDeploy is plan (apply false, or apply -dry-run) and apply.
+func runDeploy(f *commandFlags, o deployOpts, args []string, apply bool, stdout, stderr io.Writer) int {
+	name := strings.TrimPrefix(f.Name(), "flowcred ")
 	pos, code, ok := f.parse(args, stdout, stderr)
 	if !ok {
 		return code
 	}
-	if len(pos) > 0 {
-		return usageErr(stderr, "apply", fmt.Sprintf("unexpected argument %q; the file is given with -f", pos[0]))
+	if *o.dryRun {
+		apply = false
 	}
-	if *file == "" {
-		return usageErr(stderr, "apply", "-f FILE is required")
+	switch {
+	case len(pos) > 0:
+		return usageErr(stderr, name, fmt.Sprintf("unexpected argument %q; the file is given with -f", pos[0]))
+	case *o.file == "":
+		return usageErr(stderr, name, "-f FILE is required")
 	}
-	d, code := loadOrFail(*file, stderr)
+	d, code := loadOrFail(*o.file, stderr)
 	if d == nil {
 		return code
 	}
-	if len(d.bindings) == 0 {
-		fmt.Fprintf(stdout, "%s has no bindings; nothing to apply\n", *file)
-		return exitOK
-	}
-	mount := f.mountPath()
-	if *dryRun {
-		for _, b := range d.bindings {
-			fmt.Fprintf(stdout, "binding %s (%s): would write %s\n", b.handle, b.kind, strings.Join(sortedKeys(b.fields), ", "))
+	if !d.hasBindings {
+		if *o.prune {
+			return failf(stderr, exitUsage, "%s has no bindings:; -prune would delete every binding of the mount (write bindings: {} to mean that)", *o.file)
 		}
-		return exitOK
+		if !f.json() {
+			fmt.Fprintf(stdout, "%s has no bindings; nothing to %s\n", *o.file, name)
+			return exitOK
+		}
 	}
-	c, err := newVaultClient()
+	c, err := newVaultClient(f)
 	if err != nil {
 		return failf(stderr, exitVault, "%s", err)
 	}
-	if *prefix != "" {
-		if code := putSecretsFromEnv(c, mount, *prefix, d.referencedSecrets(), stdout, stderr); code != exitOK {
-			return code
+	dp := &deployer{c: c, mount: f.mountPath()}
+	rep := &deployReport{Applied: apply, Mount: dp.mount, Secrets: []secretChange{}, Bindings: []bindingChange{}}
+	fail := func(ve *vaultError) int { return failf(stderr, ve.code, "%s", ve) }
+
+	var deletes []bindingChange
+	if *o.prune {
+		var ve *vaultError
+		if deletes, ve = dp.planPrune(d); ve != nil {
+			return fail(ve)
 		}
+		if apply && len(deletes) > 0 && !*o.autoApprove {
+			if code, ok := confirmPrune(deletes, dp.mount, *o.file, stderr); !ok {
+				return code
+			}
+		}
+	}
+	if *o.prefix != "" {
+		secrets, ve := dp.planSecrets(*o.prefix, d.referencedSecrets(), func(w string) { fmt.Fprintln(stderr, w) })
+		if ve != nil {
+			return fail(ve)
+		}
+		if apply {
+			if ve := dp.writeSecrets(secrets); ve != nil {
+				return fail(ve)
+			}
+		}
+		rep.Secrets = secrets
+	}
+	for _, b := range d.bindings {
+		ch, ve := dp.planBinding(b)
+		if ve != nil {
+			return fail(ve)
+		}
+		if !apply {
+			dropPlannedSecretWarnings(&ch, rep.Secrets)
+		} else if ch.Action == actionCreate || ch.Action == actionUpdate {
+			if ve := dp.writeBinding(&ch); ve != nil {
+				return fail(ve)
+			}
+		}
+		rep.Bindings = append(rep.Bindings, ch)
+	}
+	for _, ch := range deletes {
+		if apply {
+			if ve := dp.deleteBinding(&ch); ve != nil {
+				return fail(ve)
+			}
+		}
+		rep.Bindings = append(rep.Bindings, ch)
 	}
 
-	created, updated, refused := 0, 0, 0
-	for _, b := range d.bindings {
-		path := mount + "/bindings/" + b.handle
-		existing, err := read(c, path)
-		if err != nil {
-			ve := describeVaultErr(c, "reading "+path, err)
-			if ve.code == exitVault {
-				return failf(stderr, exitVault, "%s", ve)
-			}
-			fmt.Fprintf(stderr, "binding %s: %s\n", b.handle, ve)
-			refused++
-			continue
-		}
-		payload := applyPayload(b, existing)
-		resp, err := write(c, path, payload)
-		if err != nil {
-			ve := describeVaultErr(c, "writing "+path, err)
-			if ve.code == exitVault {
-				return failf(stderr, exitVault, "%s", ve)
-			}
-			fmt.Fprintf(stderr, "binding %s (%s): refused: %s\n", b.handle, b.kind, strings.TrimPrefix(ve.msg, "writing "+path+": "))
-			refused++
-			continue
-		}
-		verb := "created"
-		if existing != nil {
-			verb = "updated"
-			updated++
-		} else {
-			created++
-		}
-		fmt.Fprintf(stdout, "binding %s (%s): %s\n", b.handle, b.kind, verb)
-		if resp != nil {
-			for _, w := range resp.Warnings {
-				fmt.Fprintf(stdout, "  warning: %s\n", w)
-			}
-		}
+	if f.json() {
+		printReportJSON(stdout, rep)
+	} else {
+		printReport(stdout, stderr, rep, *o.prefix != "")
 	}
-	fmt.Fprintf(stdout, "%d created, %d updated, %d refused\n", created, updated, refused)
-	if refused > 0 {
+	switch {
+	case rep.counts()[actionRefused] > 0:
 		return exitInvalid
+	case *o.detailed && rep.pending():
+		return exitChanges
 	}
 	return exitOK
+}
+
+// confirmPrune asks on stdin before apply -prune deletes anything; nothing
+// is written until it is answered yes.
+func confirmPrune(deletes []bindingChange, mount, file string, stderr io.Writer) (int, bool) {
+	handles := make([]string, len(deletes))
+	for i, d := range deletes {
+		handles[i] = d.Handle
+	}
+	fmt.Fprintf(stderr, "flowcred apply -prune deletes %s of mount %s that %s does not name: %s\nType yes to go on: ",
+		plural(len(deletes), "binding"), mount, file, strings.Join(handles, ", "))
+	answer, err := bufio.NewReader(stdin).ReadString('\n')
+	answer = strings.TrimSpace(answer)
+	switch {
+	case answer == "yes":
+		return exitOK, true
+	case answer == "" && err != nil:
+		return failf(stderr, exitUsage, "-prune: no confirmation on standard input; answer yes, or pass -auto-approve; nothing was written"), false
+	default:
+		return failf(stderr, exitUsage, "-prune not confirmed (answered %q); nothing was written", truncate(answer, 20)), false
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
 }
 
 // loadOrFail loads the deployment, printing its problems on failure.
@@ -180,39 +255,4 @@ func isEmptyValue(v interface{}) bool {
 		return x.String() == "0"
 	}
 	return false
-}
-
-// putSecretsFromEnv stores each referenced secret whose variable is set.
-func putSecretsFromEnv(c *api.Client, mount, prefix string, names []string, stdout, stderr io.Writer) int {
-	for _, name := range names {
-		envName := prefix + name
-		val, ok := os.LookupEnv(envName)
-		if !ok {
-			envName = strings.ToUpper(prefix + name)
-			val, ok = os.LookupEnv(envName)
-		}
-		if !ok {
-			continue
-		}
-		if val == "" {
-			fmt.Fprintf(stderr, "secret %s: $%s is empty; not written\n", name, envName)
-			continue
-		}
-		path := mount + "/secrets/" + name
-		if _, err := write(c, path, map[string]interface{}{"value": val}); err != nil {
-			ve := describeVaultErr(c, "writing "+path, err)
-			return failf(stderr, ve.code, "%s", ve)
-		}
-		fmt.Fprintf(stdout, "secret %s: written from $%s\n", name, envName)
-	}
-	return exitOK
-}
-
-func sortedKeys(m map[string]interface{}) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -21,6 +22,19 @@ type deployment struct {
 	path     string
 	bindings []binding // sorted by handle
 	nodes    []node    // in file order
+	// hasBindings: the file has a bindings: key (even an empty map);
+	// -prune needs one, so that a file of nodes never empties a mount.
+	hasBindings bool
+}
+
+// binding returns the file's binding of handle, or nil.
+func (d *deployment) binding(handle string) *binding {
+	for i := range d.bindings {
+		if d.bindings[i].handle == handle {
+			return &d.bindings[i]
+		}
+	}
+	return nil
 }
 
 // binding is one entry of bindings:, ready to write.
@@ -39,19 +53,9 @@ type node struct {
 	id         string
 	credential string
 	kinds      []string
-	line       int
-}
-
-// fileDoc is the file's shape; unknown keys are refused (KnownFields).
-type fileDoc struct {
-	Bindings yaml.Node  `yaml:"bindings"`
-	Nodes    []fileNode `yaml:"nodes"`
-}
-
-type fileNode struct {
-	ID         string    `yaml:"id"`
-	Credential string    `yaml:"credential"`
-	Requires   yaml.Node `yaml:"requires"`
+	// scopes the node needs the credential to carry; nil: none.
+	scopes []string
+	line   int
 }
 
 // inputError lists problems with the deployment file, one per line.
@@ -60,7 +64,8 @@ type inputError struct{ problems []string }
 func (e *inputError) Error() string { return strings.Join(e.problems, "\n") }
 
 // loadDeployment reads and checks a deployment file. Errors are
-// *inputError (the file is wrong) or a plain error (it cannot be read).
+// *inputError (the file is wrong: every problem found, each FILE:LINE:
+// message) or a plain error (it cannot be read).
 func loadDeployment(path string) (*deployment, error) {
 	raw, err := readBounded(path, maxDeploymentBytes)
 	if err != nil {
@@ -69,32 +74,60 @@ func loadDeployment(path string) (*deployment, error) {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil, &inputError{[]string{path + ": the file is empty; expected bindings: and/or nodes:"}}
 	}
+	// The file is decoded into nodes, not structs, so that every problem
+	// (unknown keys included) is found in one pass; only a YAML syntax
+	// error stops the check.
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	var doc fileDoc
-	if err := dec.Decode(&doc); err != nil {
+	var root yaml.Node
+	if err := dec.Decode(&root); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, &inputError{[]string{path + ": the file has no YAML document"}}
 		}
 		return nil, &inputError{yamlProblems(path, err)}
 	}
-	// A second, lenient pass only to learn where each node starts.
-	var lines struct {
-		Nodes []yaml.Node `yaml:"nodes"`
-	}
-	_ = yaml.Unmarshal(raw, &lines)
-	nodeLines := make([]int, len(doc.Nodes))
-	for i := range nodeLines {
-		if i < len(lines.Nodes) {
-			nodeLines[i] = lines.Nodes[i].Line
-		}
-	}
 	c := &checker{path: path}
 	d := &deployment{path: path}
-	d.bindings = c.bindings(&doc.Bindings)
-	d.nodes = c.nodes(doc.Nodes, nodeLines)
+	top := &root
+	if top.Kind == yaml.DocumentNode && len(top.Content) == 1 {
+		top = top.Content[0]
+	}
+	switch {
+	case top.Kind == yaml.ScalarNode && top.Tag == "!!null":
+	case top.Kind != yaml.MappingNode:
+		c.addf(top.Line, "the file must be a map with bindings: and/or nodes:")
+	default:
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(top.Content); i += 2 {
+			k, v := top.Content[i], top.Content[i+1]
+			if seen[k.Value] {
+				c.addf(k.Line, "%s: given twice", k.Value)
+				continue
+			}
+			seen[k.Value] = true
+			switch k.Value {
+			case "bindings":
+				d.hasBindings = true
+				d.bindings = c.bindings(v)
+			case "nodes":
+				d.nodes = c.nodes(v)
+			default:
+				c.addf(k.Line, "unknown top-level key %q (known: bindings, nodes)", k.Value)
+			}
+		}
+	}
+	var second yaml.Node
+	if err := dec.Decode(&second); !errors.Is(err, io.EOF) {
+		line := second.Line // the --- that starts it
+		if err != nil {
+			line = 0
+			if sm := yamlLineRe.FindStringSubmatch(err.Error()); sm != nil {
+				line, _ = strconv.Atoi(sm[1])
+			}
+		}
+		c.addf(line, "a second YAML document (after ---); a deployment file is one document")
+	}
 	if len(c.problems) > 0 {
-		return nil, &inputError{c.problems}
+		return nil, &inputError{c.sorted()}
 	}
 	return d, nil
 }
@@ -122,10 +155,7 @@ func readBounded(path string, max int64) ([]byte, error) {
 	return b, nil
 }
 
-var (
-	yamlLineRe    = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
-	yamlUnknownRe = regexp.MustCompile(`^field (\S+) not found in type main\.(\w+)$`)
-)
+var yamlLineRe = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 
 // yamlProblems rewrites yaml.v3's errors as path:line: message.
 func yamlProblems(path string, err error) []string {
@@ -143,16 +173,6 @@ func yamlProblems(path string, err error) []string {
 		if sm := yamlLineRe.FindStringSubmatch(m); sm != nil {
 			loc, m = path+":"+sm[1], sm[2]
 		}
-		if sm := yamlUnknownRe.FindStringSubmatch(m); sm != nil {
-			switch sm[2] {
-			case "fileDoc":
-				m = fmt.Sprintf("unknown top-level key %q (known: bindings, nodes)", sm[1])
-			case "fileNode":
-				m = fmt.Sprintf("unknown key %q in a node (known: id, credential, requires)", sm[1])
-			}
-		}
-		m = strings.ReplaceAll(m, "main.fileNode", "a node")
-		m = strings.ReplaceAll(m, "[]main.fileNode", "a list of nodes")
 		out = append(out, loc+": "+m)
 	}
 	return out

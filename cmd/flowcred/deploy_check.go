@@ -14,6 +14,7 @@ import (
 type checker struct {
 	path     string
 	problems []string
+	lines    []int
 }
 
 func (c *checker) addf(line int, format string, args ...interface{}) {
@@ -22,6 +23,21 @@ func (c *checker) addf(line int, format string, args ...interface{}) {
 		loc += ":" + strconv.Itoa(line)
 	}
 	c.problems = append(c.problems, loc+": "+fmt.Sprintf(format, args...))
+	c.lines = append(c.lines, line)
+}
+
+// sorted returns the problems in the order of their lines in the file.
+func (c *checker) sorted() []string {
+	idx := make([]int, len(c.problems))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(i, j int) bool { return c.lines[idx[i]] < c.lines[idx[j]] })
+	out := make([]string, len(idx))
+	for i, k := range idx {
+		out[i] = c.problems[k]
+	}
+	return out
 }
 
 func (c *checker) bindings(n *yaml.Node) []binding {
@@ -47,6 +63,7 @@ func (c *checker) bindings(n *yaml.Node) []binding {
 		}
 		seen[handle] = true
 		if b, ok := c.binding(handle, v); ok {
+			b.line = k.Line // where bindings.<handle> starts
 			out = append(out, b)
 		}
 	}
@@ -115,7 +132,7 @@ func (c *checker) value(where, field string, v *yaml.Node) (interface{}, bool) {
 			return splitScopes(v.Value), true
 		}
 		if v.Kind != yaml.SequenceNode {
-			c.addf(v.Line, "%s: must be a list of scopes", where)
+			c.addf(v.Line, "%s must be a list of scopes (or one string of scopes separated by spaces or commas)", where)
 			return nil, false
 		}
 		out := make([]string, 0, len(v.Content))
@@ -176,67 +193,144 @@ func splitScopes(s string) []string {
 	return out
 }
 
-func (c *checker) nodes(list []fileNode, lines []int) []node {
+// nodeKeys are the keys of a node.
+var nodeKeys = []string{"id", "credential", "requires", "scopes"}
+
+func (c *checker) nodes(n *yaml.Node) []node {
+	if n.Kind == 0 || (n.Kind == yaml.ScalarNode && n.Tag == "!!null") {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		c.addf(n.Line, "nodes must be a list of {id, credential, requires, scopes}")
+		return nil
+	}
 	var out []node
 	ids := map[string]bool{}
-	for i, fn := range list {
-		line := lines[i]
-		where := fmt.Sprintf("nodes[%d]", i)
-		if fn.ID != "" {
-			where += " (" + fn.ID + ")"
-			if ids[fn.ID] {
-				c.addf(line, "%s: node id %q is used twice", where, fn.ID)
-			}
-			ids[fn.ID] = true
-		} else {
-			c.addf(line, "%s: id is required", where)
-		}
-		hasRequires := fn.Requires.Kind != 0 && fn.Requires.Tag != "!!null"
-		switch {
-		case fn.Credential == "" && !hasRequires:
-			continue // a node without a credential
-		case fn.Credential == "":
-			c.addf(line, "%s: requires is given but credential (the handle) is not", where)
-			continue
-		case !validName(fn.Credential):
-			c.addf(line, "%s: credential %q is not a valid handle", where, fn.Credential)
-			continue
-		case !hasRequires:
-			c.addf(line, "%s: credential %s has no requires; name the kind (or list of kinds) the node accepts", where, fn.Credential)
-			continue
-		}
-		var ks []string
-		switch fn.Requires.Kind {
-		case yaml.ScalarNode:
-			ks = []string{fn.Requires.Value}
-		case yaml.SequenceNode:
-			for _, item := range fn.Requires.Content {
-				if item.Kind != yaml.ScalarNode {
-					c.addf(item.Line, "%s: requires must be a kind or a list of kinds", where)
-					ks = nil
-					break
-				}
-				ks = append(ks, item.Value)
-			}
-		default:
-			c.addf(line, "%s: requires must be a kind or a list of kinds", where)
-		}
-		if len(ks) == 0 {
-			if fn.Requires.Kind == yaml.SequenceNode && len(fn.Requires.Content) == 0 {
-				c.addf(line, "%s: requires is an empty list", where)
-			}
-			continue
-		}
-		ok := true
-		for _, k := range ks {
-			if _, known := kinds[k]; !known {
-				c.addf(line, "%s: requires unknown kind %q (one of %s)", where, k, strings.Join(kindNames(), ", "))
-				ok = false
-			}
-		}
-		if ok {
-			out = append(out, node{id: fn.ID, credential: fn.Credential, kinds: ks, line: line})
+	for i, item := range n.Content {
+		if nd, ok := c.node(i, item, ids); ok {
+			out = append(out, nd)
 		}
 	}
 	return out
+}
+
+// node checks one entry of nodes:; ok is false for a node without a
+// credential or with a problem.
+func (c *checker) node(i int, item *yaml.Node, ids map[string]bool) (node, bool) {
+	line := item.Line
+	where := fmt.Sprintf("nodes[%d]", i)
+	if item.Kind != yaml.MappingNode {
+		c.addf(line, "%s: must be a map of id, credential, requires, scopes", where)
+		return node{}, false
+	}
+	vals := map[string]*yaml.Node{}
+	for j := 0; j+1 < len(item.Content); j += 2 {
+		k, v := item.Content[j], item.Content[j+1]
+		switch {
+		case !containsStr(nodeKeys, k.Value):
+			c.addf(k.Line, "unknown key %q in a node (known: %s)", k.Value, strings.Join(nodeKeys, ", "))
+		case vals[k.Value] != nil:
+			c.addf(k.Line, "%s: %s given twice", where, k.Value)
+		default:
+			vals[k.Value] = v
+		}
+	}
+	scalar := func(key string) string {
+		v := vals[key]
+		if v == nil || (v.Kind == yaml.ScalarNode && v.Tag == "!!null") {
+			return ""
+		}
+		if v.Kind != yaml.ScalarNode {
+			c.addf(v.Line, "%s: %s must be a single value", where, key)
+			return ""
+		}
+		return v.Value
+	}
+	id, credential := scalar("id"), scalar("credential")
+	if id != "" {
+		where += " (" + id + ")"
+		if ids[id] {
+			c.addf(line, "%s: node id %q is used twice", where, id)
+		}
+		ids[id] = true
+	} else {
+		c.addf(line, "%s: id is required", where)
+	}
+	requires := vals["requires"]
+	hasRequires := requires != nil && requires.Tag != "!!null"
+	hasScopes := vals["scopes"] != nil && vals["scopes"].Tag != "!!null"
+	switch {
+	case credential == "" && !hasRequires && !hasScopes:
+		return node{}, false // a node without a credential
+	case credential == "":
+		c.addf(line, "%s: requires or scopes is given but credential (the handle) is not", where)
+		return node{}, false
+	case !validName(credential):
+		c.addf(line, "%s: credential %q is not a valid handle", where, credential)
+		return node{}, false
+	case !hasRequires:
+		c.addf(line, "%s: credential %s has no requires; name the kind (or list of kinds) the node accepts", where, credential)
+		return node{}, false
+	}
+	before := len(c.problems)
+	var ks []string
+	switch requires.Kind {
+	case yaml.ScalarNode:
+		ks = []string{requires.Value}
+	case yaml.SequenceNode:
+		for _, k := range requires.Content {
+			if k.Kind != yaml.ScalarNode {
+				c.addf(k.Line, "%s: requires must be a kind or a list of kinds", where)
+				return node{}, false
+			}
+			ks = append(ks, k.Value)
+		}
+		if len(ks) == 0 {
+			c.addf(line, "%s: requires is an empty list", where)
+		}
+	default:
+		c.addf(line, "%s: requires must be a kind or a list of kinds", where)
+	}
+	for _, k := range ks {
+		if _, known := kinds[k]; !known {
+			c.addf(line, "%s: requires unknown kind %q (one of %s)", where, k, strings.Join(kindNames(), ", "))
+		}
+	}
+	var scopes []string
+	if hasScopes {
+		if v, ok := c.value(where+": scopes", "scopes", vals["scopes"]); ok {
+			scopes = v.([]string)
+			for _, s := range scopes {
+				if !validScope(s) {
+					c.addf(vals["scopes"].Line, "%s: scope %q has a character OAuth2 does not allow in a scope", where, s)
+				}
+			}
+		}
+	}
+	if len(c.problems) > before || len(ks) == 0 {
+		return node{}, false
+	}
+	return node{id: id, credential: credential, kinds: ks, scopes: scopes, line: line}, true
+}
+
+// validScope reports whether s is an OAuth2 scope token (RFC 6749 3.3).
+func validScope(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+func containsStr(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
 }

@@ -65,9 +65,9 @@ func TestIntegration_ApplyValidateToken(t *testing.T) {
 	}
 	oneLineError(t, runCLI(t, "token", mount, "unbound"), exitInvalid, `no binding for handle "unbound"`)
 
-	// A second apply updates; removing a field clears it.
+	// A second apply of the same file changes nothing.
 	r = runCLI(t, "apply", mount, "-f", p)
-	if r.code != exitOK || !strings.Contains(r.stdout, "0 created, 2 updated, 0 refused") {
+	if r.code != exitOK || !strings.Contains(r.stdout, "0 created, 0 updated, 0 deleted, 2 unchanged, 0 refused") {
 		t.Fatalf("second apply: %+v", r)
 	}
 

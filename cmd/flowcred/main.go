@@ -1,8 +1,10 @@
 // Command flowcred manages flowcred bindings from a deployment file and
 // inspects credential material, talking to Vault like the vault CLI does
-// (VAULT_ADDR, VAULT_TOKEN or ~/.vault-token, VAULT_NAMESPACE, VAULT_CACERT, ...).
+// (VAULT_ADDR, VAULT_TOKEN or the vault CLI's token helper, VAULT_NAMESPACE,
+// VAULT_CACERT, ...).
 //
-//	flowcred apply -f deployment.yaml          write the file's bindings
+//	flowcred plan -f deployment.yaml           show what apply would change
+//	flowcred apply -f deployment.yaml          make Vault's bindings match the file
 //	flowcred validate -f deployment.yaml       check the file's nodes against the bindings
 //	flowcred token [-show-token] HANDLE        show a handle's material (not its token)
 //	flowcred secret put NAME -from-file PATH   store a secret value bindings can reference
@@ -12,7 +14,8 @@
 // error, the plugin refused a binding, the handle has no usable material);
 // 2 usage or input error (flags, missing or malformed file, unknown key,
 // secret value in the file); 3 Vault error (no token, unreachable, sealed,
-// permission denied, server error).
+// permission denied, server error); 4 plan -detailed-exitcode: changes
+// pending.
 package main
 
 import (
@@ -29,23 +32,35 @@ const (
 	exitInvalid = 1
 	exitUsage   = 2
 	exitVault   = 3
+	// exitChanges: plan -detailed-exitcode found changes to apply
+	// (terraform's idea; its number 2 is taken here by usage errors).
+	exitChanges = 4
 )
+
+// stdin answers apply -prune's confirmation; tests replace it.
+var stdin io.Reader = os.Stdin
 
 const usageText = `Usage: flowcred <command> [flags]
 
 Commands:
-  apply     -f FILE [-secrets-from-env PREFIX] [-dry-run]   write the bindings of a deployment file
-  validate  -f FILE [-format text|json]                     check the file's nodes against Vault's bindings
-  token     [-show-token] [-format text|json] HANDLE        show a handle's credential material
-  secret put (-from-file PATH | -from-env VAR) NAME         store a secret value (never from the command line)
-  version                                                   print the CLI's version
+  plan      -f FILE [-secrets-from-env PREFIX] [-prune] [-detailed-exitcode]
+                                                show what apply would change (writes nothing)
+  apply     -f FILE [-secrets-from-env PREFIX] [-prune [-auto-approve]]
+                                                make Vault's bindings match the file
+  validate  -f FILE                             check the file's nodes against its and Vault's bindings
+  token     [-show-token] HANDLE                show a handle's credential material
+  secret put (-from-file PATH | -from-env VAR) NAME
+                                                store a secret value (never from the command line)
+  version                                       print the CLI's version
 
-Every command takes -mount (default flowcred). Vault is reached like the vault
-CLI does: VAULT_ADDR, VAULT_TOKEN (or ~/.vault-token), VAULT_NAMESPACE,
-VAULT_CACERT, VAULT_MAX_RETRIES, ...
+Every command takes -format text|json, -mount (default flowcred), -address
+and -namespace. Vault is reached like the vault CLI does: VAULT_ADDR,
+VAULT_TOKEN (or the vault CLI's token helper: ~/.vault-token after vault
+login), VAULT_NAMESPACE, VAULT_CACERT, VAULT_MAX_RETRIES, ...
 
 Exit codes: 0 ok; 1 not valid (validation error, binding refused, handle not
-usable); 2 usage or input error; 3 Vault error (no token, unreachable, denied).
+usable); 2 usage or input error; 3 Vault error (no token, unreachable, denied);
+4 plan -detailed-exitcode: changes pending.
 Run 'flowcred <command> -h' for a command's flags.
 `
 
@@ -61,6 +76,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
+	case "plan":
+		return cmdPlan(rest, stdout, stderr)
 	case "apply":
 		return cmdApply(rest, stdout, stderr)
 	case "validate":
@@ -78,7 +95,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usageText)
 		return exitOK
 	default:
-		return usageErr(stderr, "", fmt.Sprintf("unknown command %q (apply, validate, token, secret put; flowcred -h)", cmd))
+		return usageErr(stderr, "", fmt.Sprintf("unknown command %q (plan, apply, validate, token, secret put, version; flowcred -h)", cmd))
 	}
 }
 
@@ -102,19 +119,28 @@ func failf(stderr io.Writer, code int, format string, args ...interface{}) int {
 // commandFlags is a flag set with the flags every command shares.
 type commandFlags struct {
 	*flag.FlagSet
-	mount *string
-	help  string
+	mount     *string
+	address   *string
+	namespace *string
+	format    *string
+	help      string
 }
 
 func newFlags(name, help string) *commandFlags {
 	fs := flag.NewFlagSet("flowcred "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	return &commandFlags{
-		FlagSet: fs,
-		mount:   fs.String("mount", "flowcred", "path the flowcred plugin is mounted at"),
-		help:    help,
+		FlagSet:   fs,
+		mount:     fs.String("mount", "flowcred", "path the flowcred plugin is mounted at"),
+		address:   fs.String("address", "", "Vault's address (default $VAULT_ADDR)"),
+		namespace: fs.String("namespace", "", "Vault namespace (default $VAULT_NAMESPACE)"),
+		format:    fs.String("format", "text", "output: text, or json"),
+		help:      help,
 	}
 }
+
+// json reports whether the output is JSON.
+func (f *commandFlags) json() bool { return *f.format == "json" }
 
 // parse parses flags that may come before or after positional arguments
 // (flowcred token google_sales -show-token). It returns the positional
@@ -131,6 +157,9 @@ func (f *commandFlags) parse(args []string, stdout, stderr io.Writer) ([]string,
 		}
 		args = f.Args()
 		if len(args) == 0 {
+			if *f.format != "text" && *f.format != "json" {
+				return nil, usageErr(stderr, strings.TrimPrefix(f.Name(), "flowcred "), fmt.Sprintf("-format %q: use text or json", *f.format)), false
+			}
 			return pos, 0, true
 		}
 		pos = append(pos, args[0])

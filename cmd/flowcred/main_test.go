@@ -113,6 +113,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"apply", "-f", "x.yaml", "extra"}, `unexpected argument "extra"`},
 		{[]string{"apply", "-nope"}, "flag provided but not defined: -nope"},
 		{[]string{"validate"}, "-f FILE is required"},
+		{[]string{"plan"}, "-f FILE is required"},
+		{[]string{"plan", "-f", "x.yaml", "-auto-approve"}, "flag provided but not defined: -auto-approve"},
+		{[]string{"version", "-format", "yaml"}, `-format "yaml"`},
 		{[]string{"validate", "-f", "x", "-format", "xml"}, `-format "xml"`},
 		{[]string{"token"}, "give exactly one HANDLE"},
 		{[]string{"token", "../sys"}, "not a valid handle"},
@@ -233,7 +236,7 @@ func TestApplyThenValidate(t *testing.T) {
 		"binding crm (api_token): created",
 		"binding google_sales (google.oauth2): created",
 		`warning: secret "gcp_client_secret" (field client_secret_secret) does not exist yet`,
-		"2 created, 0 updated, 0 refused",
+		"2 created, 0 updated, 0 deleted, 0 unchanged, 0 refused",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Fatalf("apply output lacks %q:\n%s", want, r.stdout)
@@ -263,9 +266,9 @@ func TestApplyThenValidate(t *testing.T) {
 	t.Setenv("FLOWCRED_SECRET_gcp_refresh_token", testRefreshToken)
 	r = runCLI(t, "apply", "-f", p, "-secrets-from-env", "FLOWCRED_SECRET_")
 	noSecrets(t, r)
-	if r.code != exitOK || !strings.Contains(r.stdout, "secret gcp_client_secret: written from $FLOWCRED_SECRET_GCP_CLIENT_SECRET") ||
-		!strings.Contains(r.stdout, "secret gcp_refresh_token: written from $FLOWCRED_SECRET_gcp_refresh_token") ||
-		!strings.Contains(r.stdout, "binding google_sales (google.oauth2): updated") {
+	if r.code != exitOK || !strings.Contains(r.stdout, "secret gcp_client_secret: created (from $FLOWCRED_SECRET_GCP_CLIENT_SECRET)") ||
+		!strings.Contains(r.stdout, "secret gcp_refresh_token: created (from $FLOWCRED_SECRET_gcp_refresh_token)") ||
+		!strings.Contains(r.stdout, "binding google_sales (google.oauth2): unchanged") {
 		t.Fatalf("apply -secrets-from-env: %+v", r)
 	}
 	tokenFile := filepath.Join(t.TempDir(), "crm-token")
@@ -376,7 +379,7 @@ func TestApplyRefusedBinding(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 	if !strings.Contains(r.stderr, "binding bad (oauth2.client_credentials): refused: Vault answered 400: invalid token_url") ||
-		!strings.Contains(r.stdout, "binding good (api_token): created") || !strings.Contains(r.stdout, "1 created, 0 updated, 1 refused") {
+		!strings.Contains(r.stdout, "binding good (api_token): created") || !strings.Contains(r.stdout, "1 created, 0 updated, 0 deleted, 0 unchanged, 1 refused") {
 		t.Fatalf("%+v", r)
 	}
 }
@@ -439,15 +442,19 @@ func readBinding(t *testing.T, fv *fakevault.Server, handle string) map[string]i
 	return out.Data
 }
 
+// apply -dry-run is plan: it asks the plugin (so it refuses what apply
+// refuses) and writes nothing.
 func TestApplyDryRunWritesNothing(t *testing.T) {
 	fv := fakevault.Start(t)
 	env(t, fv.Addr, fakevault.RootToken)
+	log := recordWrites(fv)
 	r := runCLI(t, "apply", "-dry-run", "-f", writeFile(t, deploymentYAML))
-	if r.code != exitOK || !strings.Contains(r.stdout, "binding crm (api_token): would write header, scheme, token_secret, ttl") {
+	if r.code != exitOK || !strings.Contains(r.stdout, "binding crm (api_token): create") ||
+		!strings.Contains(r.stdout, "Plan: 2 to create, 0 to update, 0 to delete, 0 unchanged, 0 refused") {
 		t.Fatalf("%+v", r)
 	}
-	if n := fv.Count("flowcred/bindings/crm"); n != 0 {
-		t.Fatalf("dry run made %d requests", n)
+	if w := log.realWrites(); len(w) != 0 {
+		t.Fatalf("dry run wrote %v", w)
 	}
 }
 

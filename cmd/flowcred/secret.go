@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -50,7 +51,7 @@ func cmdSecretPut(args []string, stdout, stderr io.Writer) int {
 	if value == "" {
 		return failf(stderr, exitUsage, "the value from %s is empty; not written", source)
 	}
-	c, err := newVaultClient()
+	c, err := newVaultClient(f)
 	if err != nil {
 		return failf(stderr, exitVault, "%s", err)
 	}
@@ -58,6 +59,11 @@ func cmdSecretPut(args []string, stdout, stderr io.Writer) int {
 	if _, err := write(c, path, map[string]interface{}{"value": value}); err != nil {
 		ve := describeVaultErr(c, "writing "+path, err)
 		return failf(stderr, ve.code, "%s", ve)
+	}
+	if f.json() {
+		out, _ := json.MarshalIndent(map[string]interface{}{"name": name, "source": source, "bytes": len(value), "written": true}, "", "  ")
+		fmt.Fprintln(stdout, string(out))
+		return exitOK
 	}
 	fmt.Fprintf(stdout, "secret %s written from %s (%d bytes)\n", name, source, len(value))
 	return exitOK

@@ -16,7 +16,6 @@ import (
 func cmdToken(args []string, stdout, stderr io.Writer) int {
 	f := newFlags("token", "flowcred token [-mount flowcred] [-show-token] [-format text|json] HANDLE")
 	show := f.Bool("show-token", false, "also print the access token (and header values)")
-	format := f.String("format", "text", "output: text or json")
 	pos, code, ok := f.parse(args, stdout, stderr)
 	if !ok {
 		return code
@@ -24,13 +23,11 @@ func cmdToken(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case len(pos) != 1:
 		return usageErr(stderr, "token", "give exactly one HANDLE")
-	case *format != "text" && *format != "json":
-		return usageErr(stderr, "token", fmt.Sprintf("-format %q: use text or json", *format))
 	case !validName(pos[0]):
 		return usageErr(stderr, "token", fmt.Sprintf("%q is not a valid handle", pos[0]))
 	}
 	handle := pos[0]
-	c, err := newVaultClient()
+	c, err := newVaultClient(f)
 	if err != nil {
 		return failf(stderr, exitVault, "%s", err)
 	}
@@ -56,7 +53,7 @@ func cmdToken(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "warning: %s\n", strings.Join(strings.Fields(w), " "))
 	}
 	now := time.Now()
-	if *format == "json" {
+	if f.json() {
 		out := map[string]interface{}{
 			"handle":         m.Handle,
 			"kind":           m.Kind,

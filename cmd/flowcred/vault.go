@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/api"
+	"github.com/hashicorp/vault/api/cliconfig"
 )
 
 // requestTimeout bounds each Vault request of the CLI.
@@ -26,26 +25,39 @@ func (e *vaultError) Error() string { return e.msg }
 
 // newVaultClient builds a client the way the vault CLI does: api.DefaultConfig
 // reads VAULT_ADDR, VAULT_CACERT, VAULT_MAX_RETRIES, ...; NewClient reads
-// VAULT_TOKEN and VAULT_NAMESPACE; without VAULT_TOKEN, ~/.vault-token (the
-// default token helper's file) is used.
-func newVaultClient() (*api.Client, error) {
+// VAULT_TOKEN and VAULT_NAMESPACE; -address and -namespace override them.
+// Without VAULT_TOKEN the token comes from the vault CLI's token helper
+// (vault/api's cliconfig: the token_helper of ~/.vault or
+// $VAULT_CONFIG_PATH, by default the file ~/.vault-token that vault login
+// writes).
+func newVaultClient(f *commandFlags) (*api.Client, error) {
 	cfg := api.DefaultConfig()
 	if cfg.Error != nil {
 		return nil, &vaultError{exitVault, "Vault configuration from VAULT_* variables: " + cfg.Error.Error()}
+	}
+	if *f.address != "" {
+		cfg.Address = *f.address
 	}
 	c, err := api.NewClient(cfg)
 	if err != nil {
 		return nil, &vaultError{exitVault, "creating the Vault client: " + err.Error()}
 	}
-	if c.Token() == "" {
-		if home, err := os.UserHomeDir(); err == nil {
-			if b, err := os.ReadFile(filepath.Join(home, ".vault-token")); err == nil {
-				c.SetToken(strings.TrimSpace(string(b)))
-			}
-		}
+	if *f.namespace != "" {
+		c.SetNamespace(*f.namespace)
 	}
 	if c.Token() == "" {
-		return nil, &vaultError{exitVault, "VAULT_TOKEN is not set and ~/.vault-token does not exist: export VAULT_TOKEN or run `vault login`"}
+		helper, err := cliconfig.DefaultTokenHelper()
+		if err != nil {
+			return nil, &vaultError{exitVault, "VAULT_TOKEN is not set, and the vault CLI's token helper configuration cannot be read: " + err.Error()}
+		}
+		tok, err := helper.Get()
+		if err != nil {
+			return nil, &vaultError{exitVault, "VAULT_TOKEN is not set, and the vault CLI's token helper failed: " + err.Error()}
+		}
+		c.SetToken(strings.TrimSpace(tok))
+	}
+	if c.Token() == "" {
+		return nil, &vaultError{exitVault, "VAULT_TOKEN is not set and the vault CLI's token helper has no token (~/.vault-token): export VAULT_TOKEN or run `vault login`"}
 	}
 	return c, nil
 }
@@ -114,4 +126,29 @@ func write(c *api.Client, path string, data map[string]interface{}) (*api.Secret
 	ctx, cancel := withTimeout()
 	defer cancel()
 	return c.Logical().WriteWithContext(ctx, path, data)
+}
+
+// list lists a path's keys; a missing path is an empty list.
+func list(c *api.Client, path string) ([]string, error) {
+	ctx, cancel := withTimeout()
+	defer cancel()
+	sec, err := c.Logical().ListWithContext(ctx, path)
+	if err != nil || sec == nil || sec.Data == nil {
+		return nil, err
+	}
+	raw, _ := sec.Data["keys"].([]interface{})
+	out := make([]string, 0, len(raw))
+	for _, k := range raw {
+		if s, ok := k.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// remove deletes a path.
+func remove(c *api.Client, path string) (*api.Secret, error) {
+	ctx, cancel := withTimeout()
+	defer cancel()
+	return c.Logical().DeleteWithContext(ctx, path)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"runtime"
@@ -26,7 +27,8 @@ func versionString() string {
 	return "v" + strings.TrimPrefix(v, "v")
 }
 
-// cmdVersion prints "flowcred vX.Y.Z (goVERSION GOOS/GOARCH)".
+// cmdVersion prints "flowcred vX.Y.Z (goVERSION GOOS/GOARCH)", or with
+// -format json {"version", "go", "platform"}.
 func cmdVersion(args []string, stdout, stderr io.Writer) int {
 	f := newFlags("version", "flowcred version")
 	pos, code, ok := f.parse(args, stdout, stderr)
@@ -35,6 +37,13 @@ func cmdVersion(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(pos) > 0 {
 		return usageErr(stderr, "version", fmt.Sprintf("takes no arguments, got %q", pos[0]))
+	}
+	if f.json() {
+		out, _ := json.MarshalIndent(map[string]string{
+			"version": versionString(), "go": runtime.Version(), "platform": runtime.GOOS + "/" + runtime.GOARCH,
+		}, "", "  ")
+		fmt.Fprintln(stdout, string(out))
+		return exitOK
 	}
 	fmt.Fprintf(stdout, "flowcred %s (%s %s/%s)\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return exitOK
