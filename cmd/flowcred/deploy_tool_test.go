@@ -262,6 +262,12 @@ func TestPlanRefusesWhatApplyRefuses(t *testing.T) {
     kind: api_token
     token_secret: t
     scheme: "two words"
+  bad_auth_url:
+    kind: oauth2.refresh_token
+    client_id_secret: id
+    refresh_token_secret: rt
+    token_url: https://idp.example/token
+    authorization_url: http://idp.example/authorize
   was_token:
     kind: oauth2.client_credentials
     client_id_secret: id
@@ -287,15 +293,15 @@ func TestPlanRefusesWhatApplyRefuses(t *testing.T) {
 		t.Fatalf("apply: %+v", apply)
 	}
 	pr, ar := refusals(plan.stdout+plan.stderr), refusals(apply.stdout+apply.stderr)
-	if len(pr) != 9 {
-		t.Fatalf("plan refused %d bindings, want 9: %v\n%s%s", len(pr), pr, plan.stdout, plan.stderr)
+	if len(pr) != 10 {
+		t.Fatalf("plan refused %d bindings, want 10: %v\n%s%s", len(pr), pr, plan.stdout, plan.stderr)
 	}
 	for h, msg := range pr {
 		if ar[h] != msg {
 			t.Errorf("binding %s: plan says %q, apply says %q", h, msg, ar[h])
 		}
 	}
-	for h, want := range map[string]string{"http_url": "invalid token_url", "incomplete": "invalid client_secret: required", "was_token": "invalid kind"} {
+	for h, want := range map[string]string{"http_url": "invalid token_url", "incomplete": "invalid client_secret: required", "was_token": "invalid kind", "bad_auth_url": "invalid authorization_url"} {
 		if !strings.Contains(pr[h], want) {
 			t.Errorf("binding %s: refusal %q lacks %q", h, pr[h], want)
 		}
