@@ -107,6 +107,13 @@ type backend struct {
 	authStates authStates
 	// callbackFailures limits failed public callbacks (path_connect.go).
 	callbackFailures *failureLimiter
+	// health counts bindings by health (health.go); metrics are the
+	// plugin's Prometheus metrics (metrics.go); webhooks delivers the
+	// outbox (webhooks.go).
+	health   healthCounts
+	metrics  *metrics
+	webhooks deliverer
+
 	// pollers poll the token endpoint for pending device grants (device.go).
 	pollers devicePollers
 
@@ -133,6 +140,8 @@ func newBackend(d deps) *backend {
 	b.bindingLocks = locksutil.CreateLocks()
 	b.scheduler = newRefreshScheduler()
 	b.callbackFailures = newFailureLimiter()
+	b.metrics = newMetrics(b)
+	b.webhooks.wake = make(chan struct{}, 1)
 	b.userAgent.Store("flowcred/" + Version)
 
 	b.Backend = &framework.Backend{
@@ -144,6 +153,7 @@ func newBackend(d deps) *backend {
 			Unauthenticated: []string{"callback"},
 			SealWrapStorage: []string{
 				devicePrefix,
+				outboxPrefix,
 				configStorageKey,
 				bindingStoragePrefix,
 				secretStoragePrefix,
@@ -158,6 +168,7 @@ func newBackend(d deps) *backend {
 			pathBindings(b),
 			pathToken(b),
 			pathConnect(b),
+			[]*framework.Path{pathMetrics(b), pathHealth(b)},
 			pathInvalidNames(b),
 		),
 		Secrets:        []*framework.Secret{secretToken(b)},
@@ -175,10 +186,14 @@ func (b *backend) initialize(ctx context.Context, req *logical.InitializationReq
 	if env, err := b.System().PluginEnv(ctx); err == nil && env != nil {
 		b.userAgent.Store(userAgentString(env))
 	}
+	if err := b.loadHealth(ctx, req.Storage); err != nil {
+		b.Logger().Warn("loading the health index failed", "error", err)
+	}
 	if b.WriteSafeReplicationState() {
 		if err := b.resumePollers(ctx, req.Storage); err != nil {
 			b.Logger().Warn("resuming pending device grants failed", "error", err)
 		}
+		b.startDeliverer(req.Storage)
 	}
 	return nil
 }
@@ -202,6 +217,7 @@ func (b *backend) invalidate(ctx context.Context, key string) {
 // after writing every token state whose write had failed.
 func (b *backend) clean(ctx context.Context) {
 	b.stopPollers()
+	b.stopDeliverer()
 	b.writePending(ctx)
 	b.handles.clear()
 	b.scheduler.clear()

@@ -185,6 +185,7 @@ func (b *backend) backgroundRefresh(ctx context.Context, s logical.Storage, cfg 
 		hc.unscheduled.Store(true)
 		return
 	}
+	b.metrics.background.Inc()
 	mat, err := b.material(ctx, s, handle, readOpts{minTTL: cfg.RefreshMargin + backgroundLookahead, background: true})
 	switch {
 	case err != nil || mat.warning != "":

@@ -248,11 +248,15 @@ func (b *backend) storeConnected(ctx context.Context, s logical.Storage, handle 
 		return readErrorf(http.StatusBadRequest, "binding %q was deleted or replaced while connecting; start again", handle)
 	}
 	st := &tokenState{}
-	if old, gerr := b.currentTokenState(ctx, s, handle, cur); gerr != nil {
+	old, gerr := b.currentTokenState(ctx, s, handle, cur)
+	if gerr != nil {
 		return gerr
-	} else if old != nil && old.BindingID == cur.ID {
+	}
+	if old != nil && old.BindingID == cur.ID {
 		cp := *old
 		st = &cp
+	} else {
+		old = nil
 	}
 	st.BindingID = cur.ID
 	st.RefreshToken, st.RefreshOrigin = tok.RefreshToken, hashSecret(in[refreshTokenField])
@@ -262,7 +266,8 @@ func (b *backend) storeConnected(ctx context.Context, s logical.Storage, handle 
 	}
 	hc.lastFailure = nil
 	hc.reset()
-	b.Logger().Info("binding connected", "handle", handle, "kind", cur.Kind)
+	b.metrics.rotations.Inc()
+	b.recordHealth(ctx, s, handle, cur, old, st, true)
 	return nil
 }
 

@@ -159,6 +159,8 @@ func (b *backend) setDeviceStatus(ctx context.Context, s logical.Storage, handle
 	cp := tokenState{BindingID: e.ID}
 	if st != nil && st.BindingID == e.ID {
 		cp = *st
+	} else {
+		st = nil
 	}
 	if h := cp.Status.Health; h != healthPendingAuthorization {
 		p.PrevHealth = h
@@ -171,6 +173,7 @@ func (b *backend) setDeviceStatus(ctx context.Context, s logical.Storage, handle
 		return err
 	}
 	hc.reset()
+	b.recordHealth(ctx, s, handle, e, st, &cp, false)
 	return nil
 }
 
@@ -277,9 +280,12 @@ func (b *backend) endDevice(ctx context.Context, s logical.Storage, handle strin
 	if hc, err := b.handles.lock(ctx, handle); err == nil {
 		if e, err := getBinding(ctx, s, handle); err == nil && e != nil && e.ID == p.BindingID {
 			if st, err := getTokenState(ctx, s, handle); err == nil && st != nil {
+				before := *st
 				st.Status.Health = p.PrevHealth
 				st.Status.LastError, st.Status.LastErrorCode, st.Status.LastErrorAt = "device grant: "+msg, code, b.now()
-				_ = putTokenState(ctx, s, handle, st)
+				if putTokenState(ctx, s, handle, st) == nil {
+					b.recordHealth(ctx, s, handle, e, &before, st, false)
+				}
 			}
 		}
 		hc.reset()

@@ -2,7 +2,6 @@ package flowcred
 
 import (
 	"context"
-	"sort"
 	"strings"
 	"time"
 
@@ -56,6 +55,7 @@ type kind struct {
 
 // grantCall is one grant's inputs.
 type grantCall struct {
+	handle  string
 	binding *bindingEntry
 	// inputs are the resolved secret-capable inputs, by field.
 	inputs map[string]string
@@ -210,13 +210,3 @@ var secretInputFields = func() map[string]bool {
 	}
 	return m
 }()
-
-// sortedKeys returns a map's keys, sorted.
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}

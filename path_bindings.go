@@ -246,6 +246,10 @@ func (b *backend) pathBindingDelete(ctx context.Context, req *logical.Request, d
 	lock := locksutil.LockForKey(b.bindingLocks, handle)
 	lock.Lock()
 	defer lock.Unlock()
+	existing, err := getBinding(ctx, req.Storage, handle)
+	if err != nil {
+		return nil, err
+	}
 	if err := req.Storage.Delete(ctx, tokenStoragePrefix+handle); err != nil {
 		return nil, fmt.Errorf("deleting cached token of %q: %w", handle, err)
 	}
@@ -257,6 +261,10 @@ func (b *backend) pathBindingDelete(ctx context.Context, req *logical.Request, d
 	hc.lastFailure = nil
 	hc.reset()
 	b.scheduler.remove(handle)
+	if existing != nil {
+		b.bindingDeleted(ctx, req.Storage, handle)
+	}
+	_ = req.Storage.Delete(ctx, devicePrefix+handle) // a pending device grant of the binding
 	return nil, nil
 }
 

@@ -39,6 +39,7 @@ func (b *backend) pathBindingWrite(ctx context.Context, req *logical.Request, d 
 		// held. A write that changes nothing stored nothing: the cached
 		// token stays.
 		b.forgetBinding(ctx, handle)
+		b.bindingWritten(ctx, req.Storage, handle, w.entry, w.op == bindingOpCreate)
 	}
 	return b.bindingWriteWarnings(ctx, req.Storage, handle, w.entry)
 }

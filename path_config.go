@@ -35,6 +35,27 @@ type configEntry struct {
 	// PublicCallback exposes the unauthenticated callback path as a
 	// redirect target for connecting (path_connect.go).
 	PublicCallback bool `json:"public_callback,omitempty"`
+	// MetricsPerHandle adds per-handle metric labels (small mounts only).
+	MetricsPerHandle bool `json:"metrics_per_handle,omitempty"`
+	// WebhookURL receives health transitions; WebhookSecret (never read
+	// back) or the stored secret WebhookSecretRef signs them.
+	WebhookURL       string `json:"webhook_url,omitempty"`
+	WebhookSecret    string `json:"webhook_secret,omitempty"`
+	WebhookSecretRef string `json:"webhook_secret_secret,omitempty"`
+	// ReauthWarningWindow: validate warns reauth_soon this long before a
+	// refresh token ends. Zero means the default (7 days).
+	ReauthWarningWindow time.Duration `json:"reauth_warning_window,omitempty"`
+}
+
+// defaultReauthWindow is reauth_warning_window's default.
+const defaultReauthWindow = 7 * 24 * time.Hour
+
+// reauthWindow is the effective reauth_warning_window.
+func (c *configEntry) reauthWindow() time.Duration {
+	if c.ReauthWarningWindow == 0 {
+		return defaultReauthWindow
+	}
+	return c.ReauthWarningWindow
 }
 
 // tokenLeases is the effective token_leases (default true).
@@ -95,6 +116,29 @@ func pathConfig(b *backend) *framework.Path {
 				Description: "Token reads create a non-renewable lease (true), or none: the data then carries ttl (seconds until the reader should read again) and rotation_period (the token's lifetime), which Vault Agent templates follow. Default true.",
 				Default:     true,
 			},
+			"metrics_per_handle": {
+				Type:        framework.TypeBool,
+				Description: "Label upstream metrics by handle too (for small mounts; with many bindings this makes many series). Default false.",
+				Default:     false,
+			},
+			"webhook_url": {
+				Type:        framework.TypeString,
+				Description: "Receiver of health-transition events (POST, JSON, X-Flowcred-Signature). https, or http on a loopback host; empty turns webhooks off.",
+			},
+			"webhook_secret": {
+				Type:         framework.TypeString,
+				Description:  "Key that signs webhook bodies (HMAC-SHA256). Write-only.",
+				DisplayAttrs: &framework.DisplayAttributes{Sensitive: true},
+			},
+			"webhook_secret_secret": {
+				Type:        framework.TypeString,
+				Description: "Name of a stored secret (secrets/<name>) holding the webhook signing key, instead of webhook_secret.",
+			},
+			"reauth_warning_window": {
+				Type:        framework.TypeDurationSecond,
+				Description: "validate warns reauth_soon when a refresh token ends within this window. Default 7 days.",
+				Default:     int(defaultReauthWindow.Seconds()),
+			},
 			"public_callback": {
 				Type:        framework.TypeBool,
 				Description: "Serve the unauthenticated callback path as the redirect target of bindings/<handle>/authorize (https://<vault>/v1/<mount>/callback), so an account owner approves with a link and no Vault token. Default false.",
@@ -138,6 +182,11 @@ var configResponseFields = map[string]*framework.FieldSchema{
 	"min_refresh_interval":   {Type: framework.TypeDurationSecond, Required: true},
 	"token_leases":           {Type: framework.TypeBool, Required: true},
 	"public_callback":        {Type: framework.TypeBool, Required: true},
+	"metrics_per_handle":     {Type: framework.TypeBool, Required: true},
+	"webhook_url":            {Type: framework.TypeString},
+	"webhook_secret_secret":  {Type: framework.TypeString},
+	"webhook_secret_set":     {Type: framework.TypeBool, Description: "Whether an inline webhook_secret is set (its value is never shown)."},
+	"reauth_warning_window":  {Type: framework.TypeDurationSecond, Required: true},
 }
 
 // getConfig returns the mount configuration, defaults when none is stored.
@@ -178,6 +227,11 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, d *f
 		"min_refresh_interval":   int64(c.MinRefreshInterval.Seconds()),
 		"token_leases":           c.tokenLeases(),
 		"public_callback":        c.PublicCallback,
+		"metrics_per_handle":     c.MetricsPerHandle,
+		"webhook_url":            c.WebhookURL,
+		"webhook_secret_secret":  c.WebhookSecretRef,
+		"webhook_secret_set":     c.WebhookSecret != "",
+		"reauth_warning_window":  int64(c.reauthWindow().Seconds()),
 	}}, nil
 }
 
@@ -220,6 +274,23 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	} else if ok {
 		c.BackgroundRefresh = raw.(bool)
 	}
+	if resp := applyWebhookConfig(&c, d); resp != nil {
+		return resp, nil
+	}
+	if raw, ok, err := d.GetOkErr("reauth_warning_window"); err != nil {
+		return logical.ErrorResponse("invalid reauth_warning_window: %s", err), nil
+	} else if ok {
+		v := time.Duration(raw.(int)) * time.Second
+		if v < time.Hour || v > 365*24*time.Hour {
+			return logical.ErrorResponse("invalid reauth_warning_window %q: must be between 1h and 8760h", fmt.Sprint(d.Raw["reauth_warning_window"])), nil
+		}
+		c.ReauthWarningWindow = v
+	}
+	if raw, ok, err := d.GetOkErr("metrics_per_handle"); err != nil {
+		return logical.ErrorResponse("invalid metrics_per_handle: %s", err), nil
+	} else if ok {
+		c.MetricsPerHandle = raw.(bool)
+	}
 	if raw, ok, err := d.GetOkErr("public_callback"); err != nil {
 		return logical.ErrorResponse("invalid public_callback: %s", err), nil
 	} else if ok {
@@ -250,3 +321,38 @@ background_window control refreshing recently read handles ahead of time.
 min_refresh_interval bounds refreshes driven by min_ttl beyond what the
 provider issues: at most one per handle per interval.
 `
+
+// applyWebhookConfig sets the webhook fields from a config write, or
+// answers the error naming the field.
+func applyWebhookConfig(c *configEntry, d *framework.FieldData) *logical.Response {
+	if raw, ok := d.GetOk("webhook_url"); ok {
+		v := raw.(string)
+		if v != "" {
+			if ferr := validateTokenURL("webhook_url", v); ferr != nil {
+				return logical.ErrorResponse(ferr.Error())
+			}
+		}
+		c.WebhookURL = v
+	}
+	if raw, ok := d.GetOk("webhook_secret"); ok {
+		c.WebhookSecret, c.WebhookSecretRef = raw.(string), ""
+	}
+	if raw, ok := d.GetOk("webhook_secret_secret"); ok {
+		v := raw.(string)
+		if v != "" {
+			if ferr := validateName("webhook_secret_secret", v); ferr != nil {
+				return logical.ErrorResponse(ferr.Error())
+			}
+		}
+		c.WebhookSecretRef, c.WebhookSecret = v, ""
+	}
+	if _, a := d.Raw["webhook_secret"]; a {
+		if _, b := d.Raw["webhook_secret_secret"]; b {
+			return logical.ErrorResponse("webhook_secret_secret: give either webhook_secret (inline) or webhook_secret_secret (a stored secret's name), not both")
+		}
+	}
+	if c.WebhookURL != "" && c.WebhookSecret == "" && c.WebhookSecretRef == "" {
+		return logical.ErrorResponse("webhook_secret: required with webhook_url (or webhook_secret_secret)")
+	}
+	return nil
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -22,6 +23,9 @@ const (
 	// problemSharedRefreshToken (a warning): another binding references
 	// the same refresh_token secret.
 	problemSharedRefreshToken = "shared_refresh_token"
+	// problemReauthSoon (a warning): the binding's refresh token ends
+	// within the mount's reauth_warning_window.
+	problemReauthSoon = "reauth_soon"
 )
 
 // maxRequirements bounds one validate request.
@@ -258,6 +262,19 @@ func (b *backend) pathValidate(ctx context.Context, req *logical.Request, d *fra
 			p["detail"] = fmt.Sprintf("node %q uses handle %q, which needs re-authorization: %s", r.node, r.handle, st.Status.LastError)
 			problems = append(problems, p)
 			continue
+		}
+		if st != nil && !st.ReauthDueAt.IsZero() {
+			cfg, err := b.getConfig(ctx, req.Storage)
+			if err != nil {
+				return nil, err
+			}
+			if st.ReauthDueAt.Sub(b.now()) < cfg.reauthWindow() {
+				p["problem"] = problemReauthSoon
+				p["detail"] = fmt.Sprintf("node %q uses handle %q, whose refresh token ends at %s; connect it again before then (bindings/%s/authorize)",
+					r.node, r.handle, st.ReauthDueAt.UTC().Format(time.RFC3339), r.handle)
+				problems = append(problems, p)
+				continue
+			}
 		}
 		sharing, err := bindingsSharingRefreshSecret(ctx, req.Storage, r.handle, e)
 		if err != nil {

@@ -19,7 +19,7 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, hc *handleCach
 		st = &cp
 	}
 	st.BindingID = snap.binding.ID
-	g := &grantCall{binding: snap.binding, inputs: inputs}
+	g := &grantCall{handle: handle, binding: snap.binding, inputs: inputs}
 	var origin string
 	if k.rotates {
 		// The refresh token to send: the newest rotated (or connected)
@@ -63,14 +63,17 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, hc *handleCach
 func (b *backend) refreshUpstream(ctx context.Context, cfg *configEntry, k *kind, g *grantCall) (*upstreamToken, *upstreamError) {
 	tctx, cancel := context.WithTimeout(ctx, cfg.HTTPTimeout)
 	defer cancel()
+	start := time.Now()
 	tok, err := k.grant(tctx, b, g)
 	if err == nil {
 		if err = checkUpstreamToken(tok); err == nil {
+			b.grantDone(g.handle, k.Name, nil, time.Since(start), cfg)
 			return tok, nil
 		}
 	}
 	ue := classifyUpstream(err)
 	ue.scrub(scrubList(g.inputs, g.refreshToken))
+	b.grantDone(g.handle, k.Name, ue, time.Since(start), cfg)
 	return tok, ue
 }
 
@@ -106,6 +109,12 @@ func (b *backend) commit(ctx context.Context, s logical.Storage, hc *handleCache
 	if !early {
 		publish()
 	}
+	if snap.state == nil || st.RefreshToken != snap.state.RefreshToken {
+		if st.RefreshToken != "" {
+			b.metrics.rotations.Inc()
+		}
+	}
+	b.recordHealth(ctx, s, handle, snap.binding, snap.state, st, false)
 	b.Logger().Debug("token refreshed", "handle", handle, "kind", snap.binding.Kind, "expires_at", st.Expiry.UTC().Format(time.RFC3339))
 	return mat, nil
 }
@@ -145,6 +154,7 @@ func (b *backend) recordFailure(ctx context.Context, s logical.Storage, hc *hand
 		b.Logger().Warn("storing binding status failed; kept in memory and retried on next read", "handle", handle, "error", err)
 		return
 	}
+	b.recordHealth(ctx, s, handle, snap.binding, snap.state, st, false)
 	// Keep serving the cached token (if any) with the new status; while the
 	// grant is refused, every read that serves it says so.
 	mat := snap.mat

@@ -37,6 +37,9 @@ type tokenState struct {
 	// re-authorization error; while they are unchanged, reads fail fast
 	// instead of asking the provider again.
 	ReauthFingerprint string `json:"reauth_fingerprint,omitempty"`
+	// ReauthDueAt is when the refresh token ends, when the provider said
+	// (refresh_token_expires_in); zero when unknown.
+	ReauthDueAt time.Time `json:"reauth_due_at,omitempty"`
 	// GrantedScopes are the scopes the provider said it granted (the token
 	// answer's scope), kept from the last answer that said.
 	GrantedScopes []string `json:"granted_scopes,omitempty"`
@@ -56,6 +59,9 @@ func (st *tokenState) applyToken(tok *upstreamToken, cfg *configEntry, gen uint6
 	st.ReauthFingerprint = ""
 	if sc := strings.Fields(tok.Scope); len(sc) > 0 {
 		st.GrantedScopes = sc
+	}
+	if tok.RefreshExpiresIn > 0 {
+		st.ReauthDueAt = now.Add(tok.RefreshExpiresIn)
 	}
 	st.Status = bindingStatus{Health: healthOK, LastRefreshAt: now}
 }
@@ -130,6 +136,9 @@ func statusData(e *bindingEntry, st *tokenState, missing []string) map[string]in
 		out["consecutive_failures"] = st.Status.ConsecutiveFailures
 		if len(st.GrantedScopes) > 0 {
 			out["granted_scopes"] = st.GrantedScopes
+		}
+		if !st.ReauthDueAt.IsZero() {
+			out["reauth_due_at"] = st.ReauthDueAt.UTC().Format(time.RFC3339)
 		}
 	}
 	if out["health"] != healthPendingAuthorization && needsAuthorization(e, st) {

@@ -56,6 +56,7 @@ type tokenAnswer struct {
 	TokenType        string          `json:"token_type"`
 	RefreshToken     string          `json:"refresh_token"`
 	ExpiresIn        json.RawMessage `json:"expires_in"`
+	RefreshExpiresIn json.RawMessage `json:"refresh_token_expires_in"`
 	IDToken          string          `json:"id_token"`
 	Scope            string          `json:"scope"`
 	Error            string          `json:"error"`
@@ -189,6 +190,8 @@ func parseAnswer(resp *http.Response, body []byte, idToken bool) (*upstreamToken
 		RefreshToken: a.RefreshToken,
 		ExpiresIn:    time.Duration(parseExpiresIn(a.ExpiresIn)) * time.Second,
 		Scope:        a.Scope,
+		// Microsoft, Google (for testing-mode apps) and GitHub send it.
+		RefreshExpiresIn: time.Duration(parseExpiresIn(a.RefreshExpiresIn)) * time.Second,
 	}, nil
 }
 
@@ -207,6 +210,9 @@ func decodeAnswer(contentType string, body []byte) (*tokenAnswer, bool) {
 		a.Error, a.ErrorDescription = vals.Get("error"), vals.Get("error_description")
 		if e := vals.Get("expires_in"); e != "" {
 			a.ExpiresIn = json.RawMessage(e)
+		}
+		if e := vals.Get("refresh_token_expires_in"); e != "" {
+			a.RefreshExpiresIn = json.RawMessage(e)
 		}
 		return a, true
 	}

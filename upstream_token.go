@@ -21,6 +21,9 @@ type upstreamToken struct {
 	ExpiresIn time.Duration
 	// Expiry is an absolute expiry (an ID token's exp), zero if none.
 	Expiry time.Time
+	// RefreshExpiresIn is the refresh token's remaining life when the
+	// provider says (refresh_token_expires_in), zero if not.
+	RefreshExpiresIn time.Duration
 	// Scope is the answer's scope: the scopes granted, when the provider
 	// says.
 	Scope string

@@ -1,0 +1,263 @@
+package flowcred
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/require"
+)
+
+// scrape reads metrics/ and parses it with Prometheus' own text parser.
+func scrape(t *testing.T, b *testBackend) (map[string]*dto.MetricFamily, string) {
+	t.Helper()
+	resp := b.read(t, "metrics", nil)
+	require.Equal(t, "text/plain; version=0.0.4; charset=utf-8", resp.Data[logical.HTTPContentType])
+	body := string(resp.Data[logical.HTTPRawBody].([]byte))
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	require.NoError(t, err)
+	return mfs, body
+}
+
+// metricValue is the value of the series of family name with the labels.
+func metricValue(mfs map[string]*dto.MetricFamily, name string, labels map[string]string) float64 {
+	mf := mfs[name]
+	if mf == nil {
+		return 0
+	}
+next:
+	for _, m := range mf.Metric {
+		for _, lp := range m.Label {
+			if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue()
+		case m.Gauge != nil:
+			return m.Gauge.GetValue()
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount())
+		}
+	}
+	return 0
+}
+
+func initialized(t *testing.T, b *testBackend) {
+	require.NoError(t, b.initialize(context.Background(), &logical.InitializationRequest{Storage: b.s}))
+}
+
+func TestObserve_MetricsMoveWithRefreshes(t *testing.T) {
+	b := getTestBackend(t, nil)
+	initialized(t, b)
+	idp := newFakeIdP(t)
+	bindRefresh(t, b, "crm", idp.URL)
+	b.read(t, "token/crm", nil)
+	b.read(t, "token/crm", nil)
+	mfs, body := scrape(t, b)
+	ok := map[string]string{"kind": "oauth2.refresh_token", "outcome": "ok"}
+	require.EqualValues(t, 1, metricValue(mfs, "flowcred_upstream_requests_total", ok))
+	require.EqualValues(t, 1, metricValue(mfs, "flowcred_refresh_duration_seconds", map[string]string{"kind": "oauth2.refresh_token"}))
+	require.EqualValues(t, 1, metricValue(mfs, "flowcred_token_reads_total", map[string]string{"result": "hit"}))
+	require.EqualValues(t, 1, metricValue(mfs, "flowcred_token_reads_total", map[string]string{"result": "miss"}))
+	require.EqualValues(t, 1, metricValue(mfs, "flowcred_bindings", map[string]string{"health": "ok"}))
+	require.NotContains(t, body, "crm", "no per-handle label by default")
+
+	idp.set(func(f *fakeIdP) { f.valid = "revoked" })
+	_, _ = b.do(t, logical.UpdateOperation, "bindings/crm/refresh", nil)
+	mfs, body = scrape(t, b)
+	require.EqualValues(t, 1, metricValue(mfs, "flowcred_upstream_requests_total", map[string]string{"kind": "oauth2.refresh_token", "outcome": "reauth"}))
+	require.EqualValues(t, 1, metricValue(mfs, "flowcred_bindings", map[string]string{"health": "needs_reauth"}))
+	require.EqualValues(t, 0, metricValue(mfs, "flowcred_bindings", map[string]string{"health": "ok"}))
+	for _, secret := range []string{testRefreshToken, testClientSecret, "SECRET"} {
+		require.NotContains(t, body, secret)
+	}
+
+	b.write(t, "config", map[string]interface{}{"metrics_per_handle": true})
+	_, _ = b.do(t, logical.UpdateOperation, "bindings/crm/refresh", nil)
+	mfs, _ = scrape(t, b)
+	require.EqualValues(t, 1, metricValue(mfs, "flowcred_handle_upstream_requests_total", map[string]string{"handle": "crm", "outcome": "reauth"}))
+}
+
+func TestObserve_HealthIndex(t *testing.T) {
+	b := getTestBackend(t, nil)
+	initialized(t, b)
+	idp := newFakeIdP(t)
+	for _, h := range []string{"a", "b", "c"} {
+		bindRefresh(t, b, h, idp.URL)
+	}
+	b.write(t, "bindings/static", map[string]interface{}{"kind": "api_token", "token": testAPIToken})
+	b.read(t, "token/a", nil)
+	resp := b.read(t, "health", map[string]interface{}{"limit": 1})
+	require.Equal(t, map[string]interface{}{"ok": 2, "unknown": 2}, resp.Data["counts"])
+	rows := resp.Data["bindings"].([]map[string]interface{})
+	require.Len(t, rows, 1)
+	require.Equal(t, "b", rows[0]["handle"])
+	require.Equal(t, "b", resp.Data["next"])
+	resp = b.read(t, "health", map[string]interface{}{"after": "b"})
+	require.Equal(t, "c", resp.Data["bindings"].([]map[string]interface{})[0]["handle"])
+	require.NotContains(t, resp.Data, "next")
+
+	idp.set(func(f *fakeIdP) { f.valid = "revoked" })
+	_, _ = b.do(t, logical.UpdateOperation, "bindings/a/refresh", nil)
+	_, err := b.do(t, logical.DeleteOperation, "bindings/b", nil)
+	require.NoError(t, err)
+	resp = b.read(t, "health", nil)
+	require.Equal(t, map[string]interface{}{"ok": 1, "unknown": 1, "needs_reauth": 1}, resp.Data["counts"])
+	rows = resp.Data["bindings"].([]map[string]interface{})
+	require.Equal(t, "a", rows[0]["handle"])
+	require.Equal(t, "invalid_grant", rows[0]["last_error_code"])
+
+	// The counts are rebuilt from the index after a reload.
+	b.health.set(nil)
+	initialized(t, b)
+	require.Equal(t, map[string]interface{}{"ok": 1, "unknown": 1, "needs_reauth": 1}, b.read(t, "health", nil).Data["counts"])
+}
+
+// receiver is a webhook receiver that can be down.
+type receiver struct {
+	*httptest.Server
+	mu     sync.Mutex
+	down   bool
+	events []webhookEvent
+	sigs   []bool
+}
+
+func newReceiver(t *testing.T, secret string) *receiver {
+	r := &receiver{}
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.down {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		mac := hmac.New(sha256.New, []byte(secret))
+		mac.Write(body)
+		r.sigs = append(r.sigs, req.Header.Get("X-Flowcred-Signature") == "sha256="+hex.EncodeToString(mac.Sum(nil)))
+		var ev webhookEvent
+		_ = json.Unmarshal(body, &ev)
+		r.events = append(r.events, ev)
+	}))
+	t.Cleanup(r.Close)
+	return r
+}
+
+func (r *receiver) types() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, e := range r.events {
+		out = append(out, e.Type)
+	}
+	return out
+}
+
+func TestObserve_Webhooks(t *testing.T) {
+	b := getTestBackend(t, nil)
+	initialized(t, b)
+	const secret = "webhook-key-SECRET"
+	rcv := newReceiver(t, secret)
+	b.write(t, "config", map[string]interface{}{"webhook_url": rcv.URL, "webhook_secret": secret})
+	cfg := b.read(t, "config", nil)
+	require.Equal(t, true, cfg.Data["webhook_secret_set"])
+	raw, _ := json.Marshal(cfg.Data)
+	require.NotContains(t, string(raw), secret)
+
+	idp := newFakeIdP(t)
+	bindRefresh(t, b, "crm", idp.URL)
+	b.read(t, "token/crm", nil)
+
+	// Degraded, then recovered.
+	idp.set(func(f *fakeIdP) { f.fail = func(w http.ResponseWriter) { w.WriteHeader(503) } })
+	_, _ = b.do(t, logical.UpdateOperation, "bindings/crm/refresh", nil)
+	idp.set(func(f *fakeIdP) { f.fail = nil })
+	b.write(t, "bindings/crm/refresh", nil)
+	waitFor(t, "degraded and recovered delivered", func() bool { return len(rcv.types()) == 2 })
+	require.Equal(t, []string{"binding.degraded", "binding.recovered"}, rcv.types())
+
+	// The receiver is down when the grant is refused: delivered once it is back.
+	rcv.mu.Lock()
+	rcv.down = true
+	rcv.mu.Unlock()
+	idp.set(func(f *fakeIdP) { f.valid = "revoked" })
+	_, _ = b.do(t, logical.UpdateOperation, "bindings/crm/refresh", nil)
+	waitFor(t, "the failed delivery is logged", func() bool {
+		w := b.read(t, "health", nil).Data["webhook"].(map[string]interface{})
+		return w["last_failure_at"] != nil && w["pending"] == 1
+	})
+	// A reload in between: the outbox is in storage.
+	b.stopDeliverer()
+	rcv.mu.Lock()
+	rcv.down = false
+	rcv.mu.Unlock()
+	initialized(t, b)
+	waitFor(t, "needs_reauth delivered after the receiver came back", func() bool { return len(rcv.types()) == 3 })
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	ev := rcv.events[2]
+	require.Equal(t, "binding.needs_reauth", ev.Type)
+	require.Equal(t, "crm", ev.Handle)
+	require.Equal(t, "needs_reauth", ev.Health)
+	require.Equal(t, "invalid_grant", ev.LastErrorCode)
+	require.NotEmpty(t, ev.ID)
+	require.WithinDuration(t, time.Now(), ev.At, time.Minute)
+	require.Equal(t, []bool{true, true, true}, rcv.sigs)
+	keys, err := b.s.List(context.Background(), outboxPrefix)
+	require.NoError(t, err)
+	require.Empty(t, keys)
+}
+
+func TestObserve_WebhookConfigErrors(t *testing.T) {
+	b := getTestBackend(t, nil)
+	for _, tc := range []struct {
+		data map[string]interface{}
+		want string
+	}{
+		{map[string]interface{}{"webhook_url": "http://example.com/hook", "webhook_secret": "k"}, "webhook_url"},
+		{map[string]interface{}{"webhook_url": "https://example.com/hook"}, "webhook_secret"},
+		{map[string]interface{}{"webhook_url": "https://example.com/hook", "webhook_secret": "k", "webhook_secret_secret": "s"}, "not both"},
+		{map[string]interface{}{"reauth_warning_window": 60}, "reauth_warning_window"},
+	} {
+		resp, err := b.do(t, logical.UpdateOperation, "config", tc.data)
+		require.NoError(t, err)
+		require.True(t, resp.IsError(), "%v", tc.data)
+		require.Contains(t, resp.Error().Error(), tc.want)
+	}
+	require.Equal(t, "", b.read(t, "config", nil).Data["webhook_url"], "nothing changed")
+}
+
+// reauth_due_at from refresh_token_expires_in; validate warns reauth_soon.
+func TestObserve_ReauthDue(t *testing.T) {
+	b := getTestBackend(t, nil)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"access_token":"at-SECRET","token_type":"Bearer","expires_in":3600,"refresh_token_expires_in":86400}`))
+	}))
+	t.Cleanup(srv.Close)
+	bindRefresh(t, b, "crm", srv.URL)
+	b.read(t, "token/crm", nil)
+	st := health(t, b, "crm")
+	due, err := time.Parse(time.RFC3339, st["reauth_due_at"].(string))
+	require.NoError(t, err)
+	require.WithinDuration(t, time.Now().Add(24*time.Hour), due, time.Minute)
+	v := b.write(t, "validate", map[string]interface{}{"requirements": []interface{}{map[string]interface{}{"node": "n", "handle": "crm", "kind": "oauth2.refresh_token"}}})
+	require.Equal(t, true, v.Data["valid"])
+	require.Equal(t, "reauth_soon", v.Data["problems"].([]map[string]interface{})[0]["problem"])
+}
