@@ -261,3 +261,18 @@ func TestObserve_ReauthDue(t *testing.T) {
 	require.Equal(t, true, v.Data["valid"])
 	require.Equal(t, "reauth_soon", v.Data["problems"].([]map[string]interface{})[0]["problem"])
 }
+
+// A secret that signs the webhooks cannot be deleted while the config names it.
+func TestObserve_WebhookSecretInUse(t *testing.T) {
+	b := getTestBackend(t, nil)
+	b.write(t, "secrets/hook", map[string]interface{}{"value": "webhook-key-SECRET"})
+	b.write(t, "config", map[string]interface{}{"webhook_url": "https://hooks.example/flowcred", "webhook_secret_secret": "hook"})
+	resp, err := b.do(t, logical.DeleteOperation, "secrets/hook", nil)
+	require.NoError(t, err)
+	require.True(t, resp.IsError())
+	require.Contains(t, resp.Error().Error(), "webhook_secret_secret")
+	b.write(t, "config", map[string]interface{}{"webhook_url": ""})
+	b.write(t, "config", map[string]interface{}{"webhook_secret_secret": ""})
+	_, err = b.do(t, logical.DeleteOperation, "secrets/hook", nil)
+	require.NoError(t, err)
+}

@@ -218,6 +218,13 @@ func (b *backend) pathSecretDelete(ctx context.Context, req *logical.Request, d 
 		return logical.ErrorResponse("secret %q is referenced by bindings %s; change or delete them first",
 			name, strings.Join(users, ", ")), nil
 	}
+	cfg, err := b.getConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.WebhookSecretRef == name {
+		return logical.ErrorResponse("secret %q signs the webhooks (config webhook_secret_secret); change the config first", name), nil
+	}
 	if err := req.Storage.Delete(ctx, secretStoragePrefix+name); err != nil {
 		return nil, fmt.Errorf("deleting secret %q: %w", name, err)
 	}
