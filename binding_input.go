@@ -138,6 +138,12 @@ func applyField(e *bindingEntry, spec *kind, k string, d *framework.FieldData) *
 			}
 		}
 		e.ExtraHeaders = v
+	case k == "revoke_on_delete":
+		if raw.(bool) {
+			e.Plain[k] = "true"
+		} else {
+			delete(e.Plain, k)
+		}
 	case k == "token_params":
 		v := raw.(map[string]string)
 		if len(v) > maxTokenParams {
@@ -206,7 +212,7 @@ func applyPlainField(e *bindingEntry, k, v string) *fieldError {
 		return nil
 	}
 	switch k {
-	case "token_url", "authorization_url", "device_authorization_url", "redirect_uri":
+	case "token_url", "authorization_url", "device_authorization_url", "redirect_uri", "revocation_url":
 		if ferr := validateTokenURL(k, v); ferr != nil {
 			return ferr
 		}

@@ -30,6 +30,7 @@ var refreshTokenKind = &kind{
 const (
 	googleAuthURL   = "https://accounts.google.com/o/oauth2/v2/auth"
 	googleDeviceURL = "https://oauth2.googleapis.com/device/code"
+	googleRevokeURL = "https://oauth2.googleapis.com/revoke"
 )
 
 var googleOAuth2Kind = &kind{
@@ -37,6 +38,7 @@ var googleOAuth2Kind = &kind{
 	tokenURL:         googleTokenURL,
 	authorizationURL: googleAuthURL,
 	deviceURL:        googleDeviceURL,
+	revocationURL:    googleRevokeURL,
 	// A refresh token only with offline access; prompt=consent makes
 	// Google issue one again on a reconnect.
 	authParams: map[string]string{"access_type": "offline", "prompt": "consent", "include_granted_scopes": "true"},

@@ -27,6 +27,8 @@ type kind struct {
 	// authorizationURL and deviceURL are the default authorization_url and
 	// device_authorization_url of a kind that can be connected (rotates).
 	authorizationURL, deviceURL string
+	// revocationURL is the default revocation_url (revoke_on_delete).
+	revocationURL string
 	// authParams are added to the authorization request of a connect
 	// (Google: offline access, consent, incremental scopes).
 	authParams map[string]string
@@ -165,6 +167,8 @@ func bindingFieldSchemas() map[string]*framework.FieldSchema {
 				add(f, framework.TypeCommaStringSlice, false)
 			case "token_params":
 				add(f, framework.TypeKVPairs, false)
+			case "revoke_on_delete":
+				add(f, framework.TypeBool, false)
 			default:
 				add(f, framework.TypeString, false)
 			}

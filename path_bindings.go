@@ -250,6 +250,13 @@ func (b *backend) pathBindingDelete(ctx context.Context, req *logical.Request, d
 	if err != nil {
 		return nil, err
 	}
+	if existing != nil {
+		force, _ := d.GetOk("force")
+		f, _ := force.(bool)
+		if err := b.revokeForDelete(ctx, req.Storage, handle, existing, f); err != nil {
+			return readAnswer(err)
+		}
+	}
 	if err := req.Storage.Delete(ctx, tokenStoragePrefix+handle); err != nil {
 		return nil, fmt.Errorf("deleting cached token of %q: %w", handle, err)
 	}

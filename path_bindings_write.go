@@ -75,6 +75,11 @@ func bindingWriteFieldSchemas() map[string]*framework.FieldSchema {
 		Type:        framework.TypeBool,
 		Description: "Validate the write fully and answer what it would change (operation create, update or unchanged; changed_fields; changes, secret values by name only), storing nothing.",
 	}
+	fields["force"] = &framework.FieldSchema{
+		Type:        framework.TypeBool,
+		Description: "On delete: delete even when revoking the refresh token (revoke_on_delete) fails.",
+		Query:       true,
+	}
 	return fields
 }
 

@@ -21,6 +21,8 @@ var FieldDescriptions = map[string]string{
 	"authorization_url":        "Authorization endpoint for connecting (bindings/<handle>/authorize). https, or http on a loopback host. Defaults to Google's for google.oauth2.",
 	"device_authorization_url": "Device authorization endpoint (RFC 8628) for connecting with bindings/<handle>/device. https, or http on a loopback host. Defaults to Google's for google.oauth2.",
 	"redirect_uri":             "Default redirect URI for bindings/<handle>/authorize, e.g. https://vault.example.com/v1/flowcred/callback (with public_callback) or a loopback URI. https, or http on a loopback host.",
+	"revoke_on_delete":         "Deleting the binding revokes its current refresh token at revocation_url (RFC 7009) first; a failed revocation keeps the binding unless the delete says force=true. A refresh token another binding also uses is never revoked. Default false.",
+	"revocation_url":           "Token revocation endpoint (RFC 7009). https, or http on a loopback host. Defaults to Google's for google.oauth2.",
 	"auth_style":               "How client credentials are sent: auto (try header, then params), header (HTTP Basic), params (form body). Default auto.",
 	"token_params":             "Extra token request parameters for client credentials, e.g. audience=https://api.example.com or resource=...",
 	"client_email":             "Service account email (with private_key, instead of credentials_json).",

@@ -45,7 +45,7 @@ var kinds = []Kind{
 		// connect flow (bindings/<h>/authorize or /device) obtains one.
 		Name:     GoogleOAuth2,
 		Secret:   []string{"client_id", "client_secret", "refresh_token"},
-		Plain:    []string{"scopes", "token_url", "authorization_url", "device_authorization_url", "redirect_uri"},
+		Plain:    []string{"scopes", "token_url", "authorization_url", "device_authorization_url", "redirect_uri", "revoke_on_delete", "revocation_url"},
 		Required: [][]string{{"client_id", "client_secret"}},
 	},
 	{
@@ -57,7 +57,7 @@ var kinds = []Kind{
 	{
 		Name:     OAuth2RefreshToken,
 		Secret:   []string{"client_id", "client_secret", "refresh_token"},
-		Plain:    []string{"token_url", "scopes", "auth_style", "authorization_url", "device_authorization_url", "redirect_uri"},
+		Plain:    []string{"token_url", "scopes", "auth_style", "authorization_url", "device_authorization_url", "redirect_uri", "revoke_on_delete", "revocation_url"},
 		Required: [][]string{{"client_id", "token_url"}},
 	},
 	{
