@@ -160,8 +160,9 @@ func newBackend(d deps) *backend {
 				tokenStoragePrefix,
 			},
 		},
-		// Order matters: the framework matches the first pattern, and the
-		// catch-all "invalid name" paths must come after the real ones.
+		// Order matters: the framework matches the first pattern (the
+		// actions under bindings/<handle>/ come before bindings/<handle>).
+		// A name that matches no path is answered in HandleRequest.
 		Paths: framework.PathAppend(
 			[]*framework.Path{pathConfig(b), pathValidate(b)},
 			pathSecrets(b),
@@ -169,7 +170,6 @@ func newBackend(d deps) *backend {
 			pathToken(b),
 			pathConnect(b),
 			[]*framework.Path{pathMetrics(b), pathHealth(b)},
-			pathInvalidNames(b),
 		),
 		Secrets:        []*framework.Secret{secretToken(b)},
 		Invalidate:     b.invalidate,

@@ -102,7 +102,13 @@ func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 	if bad := malformedSecretFields(req); len(bad) > 0 {
 		return secretTypeError(req, bad).response(), nil
 	}
-	return b.Backend.HandleRequest(ctx, req)
+	resp, err := b.Backend.HandleRequest(ctx, req)
+	if err == logical.ErrUnsupportedPath {
+		if r := invalidNameAnswer(req); r != nil {
+			return r, nil
+		}
+	}
+	return resp, err
 }
 
 // HandleExistenceCheck runs the path's existence check without malformed

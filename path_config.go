@@ -80,7 +80,7 @@ const (
 )
 
 func pathConfig(b *backend) *framework.Path {
-	return &framework.Path{
+	p := &framework.Path{
 		Pattern: "config$",
 		DisplayAttrs: &framework.DisplayAttributes{
 			OperationPrefix: operationPrefixFlowcred,
@@ -160,17 +160,22 @@ func pathConfig(b *backend) *framework.Path {
 					Fields:      configResponseFields,
 				}}},
 			},
-			logical.UpdateOperation: &framework.PathOperation{
-				Callback:                    b.pathConfigWrite,
-				Summary:                     "Configure the mount.",
-				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "configure"},
-				ForwardPerformanceStandby:   true,
-				ForwardPerformanceSecondary: true,
-			},
+			logical.UpdateOperation: withVerb(mutation(b.pathConfigWrite, "Configure the mount.", noContent), "configure"),
 		},
 		HelpSynopsis:    pathConfigHelpSyn,
 		HelpDescription: pathConfigHelpDesc,
 	}
+	// The read answers the fields a write takes, described the same way.
+	fields := make(map[string]*framework.FieldSchema, len(configResponseFields))
+	for name, f := range configResponseFields {
+		cp := *f
+		if cp.Description == "" && p.Fields[name] != nil {
+			cp.Description = p.Fields[name].Description
+		}
+		fields[name] = &cp
+	}
+	p.Operations[logical.ReadOperation].(*framework.PathOperation).Responses = map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: fields}}}
+	return p
 }
 
 var configResponseFields = map[string]*framework.FieldSchema{

@@ -20,11 +20,6 @@ func pathConnect(b *backend) []*framework.Path {
 	handle := framework.GenericNameRegex("handle")
 	handleField := &framework.FieldSchema{Type: framework.TypeString, Description: "The credential handle.", Required: true}
 	scopesField := &framework.FieldSchema{Type: framework.TypeCommaStringSlice, Description: "Scopes to ask for (default: the binding's scopes); a list, or one string split on spaces and commas."}
-	statusResp := map[int][]framework.Response{http.StatusOK: {{Description: "OK", Fields: map[string]*framework.FieldSchema{
-		"handle": {Type: framework.TypeString, Required: true},
-		"kind":   {Type: framework.TypeString, Required: true},
-		"status": {Type: framework.TypeMap, Required: true, Description: "The binding's status: health and last refresh, never a token."},
-	}}}}
 	return []*framework.Path{
 		{
 			Pattern:      bindingStoragePrefix + handle + "/authorize/complete$",
@@ -35,7 +30,7 @@ func pathConnect(b *backend) []*framework.Path {
 				"code":   {Type: framework.TypeString, Description: "The authorization code the provider sent to the redirect URI."},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.UpdateOperation: mutation(b.pathAuthorizeComplete, "Exchange an authorization code for the binding's refresh token; answers the status, never a token.", statusResp),
+				logical.UpdateOperation: mutation(b.pathAuthorizeComplete, "Exchange an authorization code for the binding's refresh token; answers the status, never a token.", statusResponse),
 			},
 			HelpSynopsis:    "Complete connecting a binding: exchange the code for its refresh token.",
 			HelpDescription: pathConnectHelp,
@@ -55,8 +50,8 @@ func pathConnect(b *backend) []*framework.Path {
 					Fields: map[string]*framework.FieldSchema{
 						"auth_url":     {Type: framework.TypeString, Required: true, Description: "Open this in a browser to approve."},
 						"state":        {Type: framework.TypeString, Required: true, Description: "Pass it to authorize/complete with the code."},
-						"expires_at":   {Type: framework.TypeString, Required: true},
-						"redirect_uri": {Type: framework.TypeString, Required: true},
+						"expires_at":   {Type: framework.TypeString, Required: true, Description: "When state expires (RFC 3339)."},
+						"redirect_uri": {Type: framework.TypeString, Required: true, Description: "The redirect URI the request names."},
 					},
 				}}}),
 			},
@@ -71,11 +66,11 @@ func pathConnect(b *backend) []*framework.Path {
 				logical.UpdateOperation: mutation(b.pathDevice, "Start connecting a binding with the device grant (RFC 8628); the plugin polls the provider.", map[int][]framework.Response{http.StatusOK: {{
 					Description: "OK",
 					Fields: map[string]*framework.FieldSchema{
-						"user_code":                 {Type: framework.TypeString, Required: true},
-						"verification_uri":          {Type: framework.TypeString, Required: true},
-						"verification_uri_complete": {Type: framework.TypeString},
-						"interval":                  {Type: framework.TypeInt64, Required: true},
-						"expires_at":                {Type: framework.TypeString, Required: true},
+						"user_code":                 {Type: framework.TypeString, Required: true, Description: "The code the user enters at verification_uri."},
+						"verification_uri":          {Type: framework.TypeString, Required: true, Description: "Where the user approves."},
+						"verification_uri_complete": {Type: framework.TypeString, Description: "verification_uri with the code in it, when the provider gives one."},
+						"interval":                  {Type: framework.TypeInt64, Required: true, Description: "Seconds between the plugin's polls."},
+						"expires_at":                {Type: framework.TypeString, Required: true, Description: "When the user code expires (RFC 3339)."},
 					},
 				}}}),
 			},
@@ -104,6 +99,12 @@ func pathConnect(b *backend) []*framework.Path {
 			HelpDescription: pathConnectHelp,
 		},
 	}
+}
+
+// withVerb sets an operation's OpenAPI verb.
+func withVerb(op *framework.PathOperation, verb string) *framework.PathOperation {
+	op.DisplayAttrs = &framework.DisplayAttributes{OperationVerb: verb}
+	return op
 }
 
 // failureLimiter bounds failed public callbacks: a burst of 10, then one

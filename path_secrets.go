@@ -59,19 +59,8 @@ func pathSecrets(b *backend) []*framework.Path {
 						Fields:      secretResponseFields,
 					}}},
 				},
-				logical.UpdateOperation: &framework.PathOperation{
-					Callback:                    b.pathSecretWrite,
-					Summary:                     "Store or replace a secret value.",
-					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "write"},
-					ForwardPerformanceStandby:   true,
-					ForwardPerformanceSecondary: true,
-				},
-				logical.DeleteOperation: &framework.PathOperation{
-					Callback:                    b.pathSecretDelete,
-					Summary:                     "Delete a secret that no binding references.",
-					ForwardPerformanceStandby:   true,
-					ForwardPerformanceSecondary: true,
-				},
+				logical.UpdateOperation: withVerb(mutation(b.pathSecretWrite, "Store or replace a secret value.", dryRunResponse(secretDryRunFields)), "write"),
+				logical.DeleteOperation: mutation(b.pathSecretDelete, "Delete a secret that no binding (and no webhook config) references.", noContent),
 			},
 			HelpSynopsis:    pathSecretsHelpSyn,
 			HelpDescription: pathSecretsHelpDesc,
@@ -95,12 +84,12 @@ func pathSecrets(b *backend) []*framework.Path {
 }
 
 var secretResponseFields = map[string]*framework.FieldSchema{
-	"name":       {Type: framework.TypeString, Required: true},
-	"created_at": {Type: framework.TypeString, Required: true},
-	"updated_at": {Type: framework.TypeString, Required: true},
+	"name":       {Type: framework.TypeString, Required: true, Description: "The secret's name."},
+	"created_at": {Type: framework.TypeString, Required: true, Description: "When the secret was first stored (RFC 3339)."},
+	"updated_at": {Type: framework.TypeString, Required: true, Description: "When its value was last written (RFC 3339)."},
 	// fingerprint is the HMAC-SHA256 of the value under the mount's key
 	// (fingerprint.go): equal values have equal fingerprints.
-	"fingerprint": {Type: framework.TypeString, Required: true},
+	"fingerprint": {Type: framework.TypeString, Required: true, Description: "HMAC-SHA256 of the value under the mount's fingerprint key: equal values have equal fingerprints; the value is never shown."},
 }
 
 // getSecret returns the stored secret, or nil, nil when there is none.

@@ -55,13 +55,13 @@ func pathToken(b *backend) []*framework.Path {
 }
 
 var tokenResponseFields = map[string]*framework.FieldSchema{
-	"handle":          {Type: framework.TypeString, Required: true},
-	"kind":            {Type: framework.TypeString, Required: true},
-	"access_token":    {Type: framework.TypeString, Required: true},
-	"token_type":      {Type: framework.TypeString, Required: true},
-	"expires_at":      {Type: framework.TypeString},
-	"expires_in":      {Type: framework.TypeInt64},
-	"headers":         {Type: framework.TypeMap, Required: true},
+	"handle":          {Type: framework.TypeString, Required: true, Description: "The credential handle."},
+	"kind":            {Type: framework.TypeString, Required: true, Description: "The binding's kind."},
+	"access_token":    {Type: framework.TypeString, Required: true, Description: "The token to present (for api_token the static token; for target_audience the ID token)."},
+	"token_type":      {Type: framework.TypeString, Required: true, Description: "Bearer, or the api_token scheme."},
+	"expires_at":      {Type: framework.TypeString, Description: "RFC 3339 UTC; absent for a static token without expiry."},
+	"expires_in":      {Type: framework.TypeInt64, Description: "Whole seconds left."},
+	"headers":         {Type: framework.TypeMap, Required: true, Description: "Header name to value, ready to inject: the credential header plus extra_headers."},
 	"ttl":             {Type: framework.TypeInt64, Description: "With token_leases=false: seconds until the reader should read again."},
 	"rotation_period": {Type: framework.TypeInt64, Description: "With token_leases=false: the token's lifetime in seconds."},
 }

@@ -53,8 +53,8 @@ func pathValidate(b *backend) *framework.Path {
 				Responses: map[int][]framework.Response{http.StatusOK: {{
 					Description: "OK",
 					Fields: map[string]*framework.FieldSchema{
-						"valid":    {Type: framework.TypeBool, Required: true},
-						"problems": {Type: framework.TypeSlice, Required: true},
+						"valid":    {Type: framework.TypeBool, Required: true, Description: "False when a problem is an error (missing, kind_mismatch, missing_secret, missing_scopes); warnings (needs_reauth, reauth_soon, shared_refresh_token) leave it true."},
+						"problems": {Type: framework.TypeSlice, Required: true, Description: "{node, handle, required_kind, bound_kind, problem, detail} per problem."},
 					},
 				}}},
 			},
