@@ -1,0 +1,219 @@
+package oauth
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/flowcred/vault-plugin-flowcred/internal/oauthtest"
+)
+
+// hookReceiver is a loopback webhook receiver that can be down.
+type hookReceiver struct {
+	*httptest.Server
+	secret string
+	mu     sync.Mutex
+	down   bool
+	bodies []string
+	types  []string
+	badSig int
+}
+
+func newHookReceiver(t *testing.T, secret string) *hookReceiver {
+	r := &hookReceiver{secret: secret}
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.down {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		mac := hmac.New(sha256.New, []byte(secret))
+		mac.Write(body)
+		if req.Header.Get("X-Flowcred-Signature") != "sha256="+hex.EncodeToString(mac.Sum(nil)) {
+			r.badSig++
+		}
+		var ev struct {
+			Type string `json:"type"`
+		}
+		_ = json.Unmarshal(body, &ev)
+		r.bodies = append(r.bodies, string(body))
+		r.types = append(r.types, ev.Type)
+	}))
+	t.Cleanup(r.Close)
+	return r
+}
+
+func (r *hookReceiver) setDown(down bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.down = down
+}
+
+func (r *hookReceiver) got() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.types...)
+}
+
+// TestObservability: metrics, health and webhooks on the real Vault with
+// the real OAuth2 server (issue 15): an outage then recovery gives
+// binding.degraded then binding.recovered; a revoked refresh token gives
+// binding.needs_reauth, delivered after the receiver comes back and across
+// a plugin reload; every signature is valid; no secret in metrics, health
+// or any webhook body.
+func TestObservability(t *testing.T) {
+	serial(t)
+	v, o := env(t)
+	const mount = "flowcred-observe"
+	if err := v.Client.Sys().Mount(mount, &api.MountInput{Type: v.PluginName, Config: api.MountConfigInput{PluginVersion: v.PluginVersion}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = v.Client.Sys().Unmount(mount) })
+	const hookSecret = "observe-webhook-key-for-tests-only"
+	rcv := newHookReceiver(t, hookSecret)
+	if _, err := v.Client.Logical().Write(mount+"/config", map[string]interface{}{
+		"background_refresh": false, "min_refresh_interval": 0, "webhook_url": rcv.URL, "webhook_secret": hookSecret,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	p := newProxy(t, o)
+	rt := o.Mint(t, oauthtest.ClientRTBasic)
+	writeBinding(t, v.Client, mount, "obs", map[string]interface{}{
+		"kind": "oauth2.refresh_token", "token_url": p.TokenURL(), "client_id": oauthtest.ClientRTBasic,
+		"client_secret": oauthtest.SecretRTBasic, "refresh_token": rt, "auth_style": "header",
+	})
+	secrets := []string{rt, oauthtest.SecretRTBasic, hookSecret}
+	tok := mustReadToken(t, v.Client, mount, "obs", 0)
+	secrets = append(secrets, tok.Data["access_token"].(string))
+	refresh := func() { _, _ = v.Client.Logical().Write(mount+"/bindings/obs/refresh", nil) }
+
+	p.SetMode(oauthtest.Unavailable())
+	refresh()
+	p.SetMode(oauthtest.PassThrough())
+	refresh()
+	waitUntil(t, "degraded and recovered delivered", func() bool { return len(rcv.got()) == 2 })
+	if got := strings.Join(rcv.got(), " "); got != "binding.degraded binding.recovered" {
+		t.Fatalf("events %q", got)
+	}
+
+	rcv.setDown(true)
+	if err := o.Revoke(rt); err != nil {
+		t.Fatal(err)
+	}
+	refresh()
+	waitUntil(t, "the failed delivery in health", func() bool {
+		s, err := v.Client.Logical().Read(mount + "/health")
+		if err != nil || s == nil {
+			return false
+		}
+		w, _ := s.Data["webhook"].(map[string]interface{})
+		return w["last_failure_at"] != nil && w["pending"] == json.Number("1")
+	})
+	if _, err := v.Client.Sys().ReloadPlugin(&api.ReloadPluginInput{Mounts: []string{mount}}); err != nil {
+		t.Fatal(err)
+	}
+	rcv.setDown(false)
+	// The reloaded plugin delivers at its first round (initialize); a
+	// request wakes the mount if it has not started yet.
+	_, _ = v.Client.Logical().Read(mount + "/config")
+	waitUntil(t, "needs_reauth delivered after the receiver came back", func() bool { return len(rcv.got()) == 3 })
+	if got := rcv.got()[2]; got != "binding.needs_reauth" {
+		t.Fatalf("third event %q", got)
+	}
+	rcv.mu.Lock()
+	if rcv.badSig != 0 {
+		t.Errorf("%d deliveries with a bad signature", rcv.badSig)
+	}
+	bodies := strings.Join(rcv.bodies, "\n")
+	rcv.mu.Unlock()
+
+	// health: the binding with its error code; the counts.
+	hs, err := v.Client.Logical().Read(mount + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, _ := hs.Data["bindings"].([]interface{})
+	if len(rows) != 1 || rows[0].(map[string]interface{})["last_error_code"] != "invalid_grant" {
+		t.Errorf("health bindings %v", rows)
+	}
+	healthJSON, _ := json.Marshal(hs.Data)
+
+	// metrics: counters moved (this node's, since the reload), parsed with
+	// Prometheus' own parser.
+	refresh() // one more refused refresh after the reload
+	raw, err := v.Client.Logical().ReadRaw(mount + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsBody, _ := io.ReadAll(raw.Body)
+	raw.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(strings.NewReader(string(metricsBody)))
+	if err != nil {
+		t.Fatalf("metrics do not parse: %v\n%s", err, metricsBody)
+	}
+	if n := counter(mfs, "flowcred_upstream_requests_total", "outcome", "reauth"); n < 1 {
+		t.Errorf("reauth upstream requests %v, want >= 1", n)
+	}
+	if n := counter(mfs, "flowcred_bindings", "health", "needs_reauth"); n != 1 {
+		t.Errorf("bindings needs_reauth %v, want 1", n)
+	}
+	if n := counter(mfs, "flowcred_webhook_deliveries_total", "outcome", "delivered"); n < 1 {
+		t.Errorf("webhook deliveries %v, want >= 1", n)
+	}
+
+	for _, s := range secrets {
+		for where, text := range map[string]string{"metrics": string(metricsBody), "health": string(healthJSON), "webhook bodies": bodies} {
+			if strings.Contains(text, s) {
+				t.Errorf("a secret value is in the %s", where)
+			}
+		}
+	}
+}
+
+// counter is the value of the series of name whose label has value.
+func counter(mfs map[string]*dto.MetricFamily, name, label, value string) float64 {
+	mf := mfs[name]
+	if mf == nil {
+		return 0
+	}
+	for _, m := range mf.Metric {
+		for _, lp := range m.Label {
+			if lp.GetName() == label && lp.GetValue() == value {
+				if m.Counter != nil {
+					return m.Counter.GetValue()
+				}
+				return m.Gauge.GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+// waitUntil polls cond every 100 ms for up to a minute (a deadlock guard,
+// not a timing assertion).
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
