@@ -1,0 +1,4 @@
+# Read flowcred's metrics and nothing else.
+path "flowcred/metrics" {
+  capabilities = ["read"]
+}
