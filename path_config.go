@@ -190,7 +190,6 @@ var configResponseFields = map[string]*framework.FieldSchema{
 	"metrics_per_handle":     {Type: framework.TypeBool, Required: true},
 	"webhook_url":            {Type: framework.TypeString},
 	"webhook_secret_secret":  {Type: framework.TypeString},
-	"webhook_secret_set":     {Type: framework.TypeBool, Description: "Whether an inline webhook_secret is set (its value is never shown)."},
 	"reauth_warning_window":  {Type: framework.TypeDurationSecond, Required: true},
 }
 
@@ -235,7 +234,6 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, d *f
 		"metrics_per_handle":     c.MetricsPerHandle,
 		"webhook_url":            c.WebhookURL,
 		"webhook_secret_secret":  c.WebhookSecretRef,
-		"webhook_secret_set":     c.WebhookSecret != "",
 		"reauth_warning_window":  int64(c.reauthWindow().Seconds()),
 	}}, nil
 }
@@ -339,8 +337,13 @@ func applyWebhookConfig(c *configEntry, d *framework.FieldData) *logical.Respons
 		}
 		c.WebhookURL = v
 	}
+	// One of the two is set; giving one (non-empty) replaces the other, and
+	// an empty one clears only itself (a read-modify-write of the config
+	// keeps an inline secret, which reads never show).
 	if raw, ok := d.GetOk("webhook_secret"); ok {
-		c.WebhookSecret, c.WebhookSecretRef = raw.(string), ""
+		if c.WebhookSecret = raw.(string); c.WebhookSecret != "" {
+			c.WebhookSecretRef = ""
+		}
 	}
 	if raw, ok := d.GetOk("webhook_secret_secret"); ok {
 		v := raw.(string)
@@ -348,8 +351,9 @@ func applyWebhookConfig(c *configEntry, d *framework.FieldData) *logical.Respons
 			if ferr := validateName("webhook_secret_secret", v); ferr != nil {
 				return logical.ErrorResponse(ferr.Error())
 			}
+			c.WebhookSecret = ""
 		}
-		c.WebhookSecretRef, c.WebhookSecret = v, ""
+		c.WebhookSecretRef = v
 	}
 	if _, a := d.Raw["webhook_secret"]; a {
 		if _, b := d.Raw["webhook_secret_secret"]; b {
