@@ -137,6 +137,7 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if !b.WriteSafeReplicationState() {
 		return nil
 	}
+	b.reauthSoonTick(ctx, req.Storage)
 	return b.backgroundTick(ctx, req.Storage)
 }
 

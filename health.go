@@ -28,6 +28,9 @@ type healthEntry struct {
 	LastErrorCode string    `json:"last_error_code,omitempty"`
 	LastErrorAt   time.Time `json:"last_error_at,omitempty"`
 	ReauthDueAt   time.Time `json:"reauth_due_at,omitempty"`
+	// SoonSentFor is the reauth_due_at a binding.reauth_soon event was
+	// sent for (once per due date).
+	SoonSentFor time.Time `json:"soon_sent_for,omitempty"`
 }
 
 // healthCounts is the in-memory count of bindings by health.
@@ -134,6 +137,9 @@ func (b *backend) putHealthEntry(ctx context.Context, s logical.Storage, handle 
 	entry := &healthEntry{Kind: e.Kind, Health: to}
 	if st != nil {
 		entry.LastErrorCode, entry.LastErrorAt, entry.ReauthDueAt = st.Status.LastErrorCode, st.Status.LastErrorAt, st.ReauthDueAt
+	}
+	if old, err := getJSON[healthEntry](ctx, s, healthPrefix+handle, "health entry"); err == nil && old != nil {
+		entry.SoonSentFor = old.SoonSentFor
 	}
 	return putJSON(ctx, s, healthPrefix+handle, fmt.Sprintf("health entry of %q", handle), entry)
 }
@@ -288,4 +294,32 @@ func sortedStrings(in []string) []string {
 	out := append([]string(nil), in...)
 	sort.Strings(out)
 	return out
+}
+
+// reauthSoonTick sends binding.reauth_soon once for each binding whose
+// refresh token ends within reauth_warning_window (from the periodic
+// function, on the writable node). It reads the health index, which holds
+// every binding with a known reauth_due_at.
+func (b *backend) reauthSoonTick(ctx context.Context, s logical.Storage) {
+	cfg, err := b.getConfig(ctx, s)
+	if err != nil {
+		return
+	}
+	keys, err := s.List(ctx, healthPrefix)
+	if err != nil {
+		return
+	}
+	now := b.now()
+	for _, h := range keys {
+		e, err := getJSON[healthEntry](ctx, s, healthPrefix+h, "health entry")
+		if err != nil || e == nil || e.ReauthDueAt.IsZero() || e.ReauthDueAt.Equal(e.SoonSentFor) || e.ReauthDueAt.Sub(now) >= cfg.reauthWindow() {
+			continue
+		}
+		e.SoonSentFor = e.ReauthDueAt
+		if err := putJSON(ctx, s, healthPrefix+h, "health entry", e); err != nil {
+			continue
+		}
+		b.Logger().Info("binding's refresh token ends soon", "handle", h, "kind", e.Kind, "reauth_due_at", e.ReauthDueAt.UTC().Format(time.RFC3339))
+		b.enqueueEvent(ctx, s, &webhookEvent{Type: "binding.reauth_soon", Handle: h, Kind: e.Kind, Health: e.Health})
+	}
 }

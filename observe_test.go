@@ -278,3 +278,26 @@ func TestObserve_WebhookSecretInUse(t *testing.T) {
 	_, err = b.do(t, logical.DeleteOperation, "secrets/hook", nil)
 	require.NoError(t, err)
 }
+
+// binding.reauth_soon: once per due date, from the periodic function.
+func TestObserve_ReauthSoonWebhook(t *testing.T) {
+	b := getTestBackend(t, nil)
+	initialized(t, b)
+	const secret = "webhook-key-SECRET"
+	rcv := newReceiver(t, secret)
+	b.write(t, "config", map[string]interface{}{"webhook_url": rcv.URL, "webhook_secret": secret})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"access_token":"at-SECRET","token_type":"Bearer","expires_in":3600,"refresh_token_expires_in":86400}`))
+	}))
+	t.Cleanup(srv.Close)
+	bindRefresh(t, b, "crm", srv.URL)
+	b.read(t, "token/crm", nil)
+	for i := 0; i < 3; i++ {
+		require.NoError(t, b.periodic(context.Background(), &logical.Request{Storage: b.s}))
+	}
+	waitFor(t, "reauth_soon delivered", func() bool { return len(rcv.types()) == 1 })
+	require.Equal(t, []string{"binding.reauth_soon"}, rcv.types())
+	time.Sleep(200 * time.Millisecond) // a second event would have been delivered by now
+	require.Len(t, rcv.types(), 1, "once per due date")
+}
