@@ -13,6 +13,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -127,6 +128,8 @@ type Stats struct {
 	GrantsRevoked             int `json:"grants_revoked"`
 	RefreshTokensMinted       int `json:"refresh_tokens_minted"`
 	RevocationRequests        int `json:"revocation_requests"`
+	// DeviceAuthorizations counts device authorization answers (RFC 8628).
+	DeviceAuthorizations int `json:"device_authorizations"`
 	// StoreSize is the number of entries in the server's in-memory store.
 	StoreSize int `json:"store_size"`
 }
@@ -166,6 +169,63 @@ func (s *Server) LastAssertion() (map[string]any, error) {
 // tokens). The standard RFC 7009 endpoint is also available at RevocationURL.
 func (s *Server) Revoke(refreshToken string) error {
 	return s.admin(http.MethodPost, "/revoke", map[string]string{"refresh_token": refreshToken}, nil)
+}
+
+// RevokeAccount revokes every grant of accountID (the login a Browser
+// signed in with), with its refresh and access tokens; for clientID only
+// when it is not empty. It returns how many grants it revoked. This is how
+// a test revokes a refresh token it never saw, one a connect flow gave the
+// plugin.
+func (s *Server) RevokeAccount(accountID, clientID string) (int, error) {
+	var out struct {
+		GrantsRevoked int `json:"grants_revoked"`
+	}
+	in := map[string]string{"account_id": accountID}
+	if clientID != "" {
+		in["client_id"] = clientID
+	}
+	err := s.admin(http.MethodPost, "/revoke-account", in, &out)
+	return out.GrantsRevoked, err
+}
+
+// SetDeviceInterval sets the interval device authorizations announce
+// (default 5 s) and the minimum gap between two polls of one device code
+// below which the token endpoint answers slow_down (0: the interval).
+// oidc-provider itself announces no interval and never answers slow_down;
+// the test server adds both (RFC 8628 sections 3.2 and 3.5). Whole seconds,
+// rounded up.
+func (s *Server) SetDeviceInterval(interval, minPollGap time.Duration) error {
+	return s.admin(http.MethodPost, "/config", map[string]int{
+		"device_interval":     ceilSeconds(interval),
+		"device_min_poll_gap": ceilSeconds(minPollGap),
+	}, nil)
+}
+
+// IssuedToken is a token or code the server issued.
+type IssuedToken struct {
+	// Kind is AccessToken, RefreshToken, AuthorizationCode or DeviceCode.
+	Kind     string `json:"kind"`
+	Value    string `json:"value"`
+	ClientID string `json:"client_id"`
+	// AccountID is the user's login; empty for a device code not approved.
+	AccountID string `json:"account_id"`
+}
+
+// Issued lists every opaque access token, refresh token, authorization code
+// and device code the server has stored since it started (for clientID only,
+// unless empty), including those since used, revoked or expired: what a leak
+// scan plants for tokens a test never saw (those a connect flow gave the
+// plugin). JWT access tokens are listed by their jti, not their value.
+func (s *Server) Issued(clientID string) ([]IssuedToken, error) {
+	var out struct {
+		Tokens []IssuedToken `json:"tokens"`
+	}
+	path := "/issued"
+	if clientID != "" {
+		path += "?client_id=" + url.QueryEscape(clientID)
+	}
+	err := s.admin(http.MethodGet, path, nil, &out)
+	return out.Tokens, err
 }
 
 func (s *Server) admin(method, path string, in, out any) error {

@@ -16,6 +16,17 @@
 //	}
 //	tok, err := cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: rt}).Token()
 //
+// Connecting a binding (the authorization code grant with PKCE, the device
+// grant) uses the connect clients (ClientConnect...) and the server's
+// development login and consent pages, which a Browser drives like a user:
+//
+//	redirect, err := oauthtest.Approve(authURL) // sign in, consent
+//	// redirect is the client's redirect URI with code and state
+//	err = srv.ApproveDevice(userCode)           // the device page
+//
+// Server.Issued lists every token and code the server issued, for leak
+// scans of tokens a test never saw.
+//
 // Benchmark programs that are not tests use StartProcess and Close.
 package oauthtest
 
@@ -48,6 +59,23 @@ const (
 	ClientCCPost = "cc-post"
 	SecretCCPost = "cc-post-secret-for-tests-only"
 
+	// ClientConnect, ClientConnectPost and ClientConnectRotate are for
+	// connecting a binding: native clients (RFC 8252: a redirect URI
+	// http://127.0.0.1:<any port>/callback, or a Vault dev server's public
+	// callback http://127.0.0.1:<any port>/v1/flowcred/callback, see
+	// ConnectRedirectPaths) allowed authorization_code with PKCE (S256,
+	// required), refresh_token and the device grant. Every code or device
+	// grant issues a refresh token (with or without offline_access).
+	// ClientConnect and ClientConnectRotate authenticate with
+	// client_secret_basic, ClientConnectPost with client_secret_post;
+	// ClientConnectRotate rotates refresh tokens like ClientRTRotate.
+	ClientConnect       = "connect-basic"
+	SecretConnect       = "connect-basic-secret-for-tests-only"
+	ClientConnectPost   = "connect-post"
+	SecretConnectPost   = "connect-post-secret-for-tests-only"
+	ClientConnectRotate = "connect-rotate"
+	SecretConnectRotate = "connect-rotate-secret-for-tests-only"
+
 	// ClientJWTBearer is the pseudo client that JWT-bearer requests without
 	// any client authentication (Google service-account style) are
 	// attributed to in Stats.ByClient.
@@ -59,7 +87,13 @@ const (
 	GrantRefreshToken      = "refresh_token"
 	GrantClientCredentials = "client_credentials"
 	GrantJWTBearer         = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+	GrantAuthorizationCode = "authorization_code"
+	GrantDeviceCode        = "urn:ietf:params:oauth:grant-type:device_code"
 )
+
+// ConnectRedirectPaths are the redirect URI paths registered for the connect
+// clients, on http://127.0.0.1 with any port.
+var ConnectRedirectPaths = []string{"/callback", "/v1/flowcred/callback"}
 
 // Error descriptions the JWT-bearer grant answers with (Google's texts).
 const (

@@ -39,6 +39,13 @@ type Server struct {
 	// JWKSURL serves the public keys the server signs JWTs (id tokens, JWT
 	// access tokens) with.
 	JWKSURL string `json:"jwks_url"`
+	// AuthorizationURL is the authorization endpoint (Issuer + "/auth"),
+	// DeviceAuthorizationURL the device authorization endpoint (RFC 8628,
+	// Issuer + "/device/auth"), DeviceURL the device page a user enters a
+	// user code at (the verification_uri, Issuer + "/device").
+	AuthorizationURL       string `json:"authorization_url"`
+	DeviceAuthorizationURL string `json:"device_authorization_url"`
+	DeviceURL              string `json:"device_url"`
 
 	cmd       *exec.Cmd
 	stdin     io.WriteCloser

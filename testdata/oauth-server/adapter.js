@@ -57,6 +57,31 @@ function removeKey(key, entry = store.get(key)) {
   }
 }
 
+// Every opaque token and code ever stored (its id is its value), with its
+// client and account, for leak scans (GET /__admin/issued); kept after the
+// entry itself expires or is revoked, the oldest dropped beyond MAX_ISSUED.
+const ISSUED_MODELS = new Set(['AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode']);
+const MAX_ISSUED = 50_000;
+const issued = new Map(); // "Model:id" -> { kind, value, client_id, account_id }
+
+function recordIssued(model, id, payload) {
+  if (!ISSUED_MODELS.has(model)) return;
+  const key = `${model}:${id}`;
+  const prev = issued.get(key);
+  issued.set(key, {
+    kind: model,
+    value: id,
+    client_id: payload.clientId ?? prev?.client_id,
+    account_id: payload.accountId ?? prev?.account_id,
+  });
+  if (issued.size > MAX_ISSUED) issued.delete(issued.keys().next().value);
+}
+
+// listIssued returns what recordIssued kept.
+export function listIssued() {
+  return [...issued.values()];
+}
+
 export default class MapAdapter {
   constructor(model) {
     this.model = model;
@@ -73,6 +98,7 @@ export default class MapAdapter {
 
     const expiresAt = typeof expiresIn === 'number' ? nowMs() + expiresIn * 1000 : Infinity;
     store.set(key, { payload, expiresAt });
+    recordIssued(this.model, id, payload);
 
     if (grantable.has(this.model) && payload.grantId) {
       let members = grantIndex.get(payload.grantId);
@@ -121,6 +147,18 @@ export default class MapAdapter {
       removeKey(key);
     }
   }
+}
+
+// listEntries returns [id, payload] of every live entry of a model.
+export function listEntries(model) {
+  const prefix = `${model}:`;
+  const out = [];
+  for (const [key] of store) {
+    if (!key.startsWith(prefix)) continue;
+    const entry = getEntry(key);
+    if (entry) out.push([key.slice(prefix.length), entry.payload]);
+  }
+  return out;
 }
 
 export function storeSize() {
