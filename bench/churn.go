@@ -3,36 +3,63 @@ package bench
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/flowcred/vault-plugin-flowcred/internal/vaulttest"
 	"github.com/flowcred/vault-plugin-flowcred/resolver"
 )
 
+// churnConsumer is one consumer of the churn workload: what it reads, how,
+// and what its lease count should be.
+type churnConsumer struct {
+	// prefix is where its leases are listed (sys/leases/lookup/<prefix>).
+	prefix string
+	// label names the consumer in the table, after the run.
+	label func() string
+	// want is "one" (about one lease per lease lifetime), "none" (no lease
+	// at all) or "avoid" (the pattern to avoid, no target).
+	want string
+}
+
+// proxyReaders is how many per-request readers share the Vault Proxy in
+// the churn workload, each reading every 100 ms.
+const proxyReaders = 4
+
 // Churn counts the leases consumers create: Vault Agent rendering a
-// template, the Go resolver called in a tight loop, and, for contrast, a
-// client that reads on every request. Each consumer reads its own
-// api_token handle whose lease is ChurnTTL. Leases are found by listing
-// sys/leases/lookup/flowcred/token/<handle>/ more often than they expire,
-// and their issue times come from sys/leases/lookup.
+// template, the Go resolver called in a tight loop, a client that reads on
+// every request, and per-request readers sharing one Vault Proxy
+// (examples/proxy) of a leased handle, of an unleased one
+// (token_leases=false) and, to show what Proxy's cache does with a lease it
+// keeps, of the trivial plugin's renewable lease. Each consumer reads its
+// own handle whose lease is ChurnTTL. Leases are found by listing
+// sys/leases/lookup/<prefix> more often than they expire, and their issue
+// times come from sys/leases/lookup.
 func (e *Env) Churn(ctx context.Context) error {
 	ttl := e.Cfg.ChurnTTL
-	consumers := []string{"churn_agent", "churn_resolver", "churn_per_request"}
-	for _, h := range consumers {
-		if err := e.write(ctx, e.Reader.Client, "flowcred/bindings/"+h, map[string]interface{}{
+	bind := func(mount, h string) error {
+		return e.write(ctx, e.Reader.Client, mount+"/bindings/"+h, map[string]interface{}{
 			"kind": "api_token", "token": "bench-churn-token-SECRET", "ttl": int(ttl.Seconds()),
-		}); err != nil {
+		})
+	}
+	for _, h := range []string{"churn_agent", "churn_resolver", "churn_per_request", "churn_proxy"} {
+		if err := bind("flowcred", h); err != nil {
 			return err
 		}
+	}
+	if err := bind(unleasedMount, "churn_proxy"); err != nil {
+		return err
+	}
+	px, err := e.proxy(ctx)
+	if err != nil {
+		return err
+	}
+	renewable, err := e.leaseRenewable(ctx, "flowcred/token/churn_proxy")
+	if err != nil {
+		return err
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -52,9 +79,9 @@ func (e *Env) Churn(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var resolves, perRequest atomic.Int64
+	var resolves, perRequest, proxied atomic.Int64
 	var wg sync.WaitGroup
-	errs := make(chan error, 2)
+	errs := make(chan error, 3+3*proxyReaders)
 	loop := func(every time.Duration, fn func() error) {
 		defer wg.Done()
 		t := time.NewTicker(every)
@@ -82,15 +109,39 @@ func (e *Env) Churn(ctx context.Context) error {
 		perRequest.Add(1)
 		return err
 	})
+	trivialPath := fmt.Sprintf("%s/renewable/churn?ttl=%d", trivialMount, int(ttl.Seconds()))
+	for _, path := range []string{"flowcred/token/churn_proxy", unleasedMount + "/token/churn_proxy", trivialPath} {
+		for r := 0; r < proxyReaders; r++ {
+			wg.Add(1)
+			go loop(100*time.Millisecond, func() error {
+				proxied.Add(1)
+				return px.Get(runCtx, path)
+			})
+		}
+	}
+
+	viaProxy := func(what string) func() string {
+		return func() string {
+			return fmt.Sprintf("Vault Proxy, %d per-request readers, %s", proxyReaders, what)
+		}
+	}
+	consumers := []churnConsumer{
+		{"flowcred/token/churn_agent/", func() string { return "Vault Agent template" }, "one"},
+		{"flowcred/token/churn_resolver/", func() string { return fmt.Sprintf("Go resolver, %s Resolve calls", thousands(resolves.Load())) }, "one"},
+		{"flowcred/token/churn_per_request/", func() string { return fmt.Sprintf("read per request, %s reads", thousands(perRequest.Load())) }, "avoid"},
+		{"flowcred/token/churn_proxy/", viaProxy("flowcred leased"), "one"},
+		{unleasedMount + "/token/churn_proxy/", viaProxy("flowcred unleased"), "none"},
+		{trivialMount + "/renewable/churn/", viaProxy("trivial renewable"), "one"},
+	}
 
 	// Poll the lease lists; every lease lives ttl, polls come every ttl/5.
-	seen := map[string]map[string]time.Time{}
-	for _, h := range consumers {
-		seen[h] = map[string]time.Time{}
+	seen := make([]map[string]time.Time, len(consumers))
+	for i := range seen {
+		seen[i] = map[string]time.Time{}
 	}
 	poll := func() error {
-		for _, h := range consumers {
-			if err := e.collectLeases(ctx, h, seen[h]); err != nil {
+		for i, c := range consumers {
+			if err := e.collectLeases(ctx, c.prefix, seen[i]); err != nil {
 				return err
 			}
 		}
@@ -117,36 +168,52 @@ func (e *Env) Churn(ctx context.Context) error {
 	if err := poll(); err != nil {
 		return err
 	}
-	calls := map[string]string{
-		"churn_agent":       "Vault Agent template",
-		"churn_resolver":    fmt.Sprintf("Go resolver, %s Resolve calls", thousands(resolves.Load())),
-		"churn_per_request": fmt.Sprintf("read per request, %s reads", thousands(perRequest.Load())),
-	}
-	perLease := time.Hour / ttl
-	for _, h := range consumers {
-		n, perHour, interval := leaseRate(seen[h], elapsed)
+	e.Table.Logf("churn: %s reads through Vault Proxy", thousands(proxied.Load()))
+	perLease := float64(time.Hour / ttl)
+	for i, c := range consumers {
+		n, perHour, interval := leaseRate(seen[i], elapsed)
 		row := Row{
 			Area: "churn", Storage: e.V.Storage,
-			Case:   fmt.Sprintf("%s, lease %s", calls[h], ttl),
+			Case:   fmt.Sprintf("%s, lease %s", c.label(), ttl),
 			Result: fmt.Sprintf("%d leases in %s: one per %s, %s per consumer per hour", n, elapsed.Round(time.Second), interval.Round(100*time.Millisecond), thousands(int64(perHour))),
 		}
-		if h != "churn_per_request" {
+		switch c.want {
+		case "one":
 			// About one lease per lease lifetime: between one per lease and
-			// one per half lease (Agent and the resolver re-read at ~90%).
-			ok := perHour >= 0.9*float64(perLease) && perHour <= 2*float64(perLease)
-			row.Verdict = fmt.Sprintf("%.2f leases per lease lifetime (target about 1: %s)", perHour/float64(perLease), verdict(ok))
-		} else {
-			row.Verdict = fmt.Sprintf("%.0f leases per lease lifetime (the pattern to avoid)", perHour/float64(perLease))
+			// one per half lease (Agent, the resolver and Proxy's cache
+			// re-read at 67-90%).
+			ok := perHour >= 0.9*perLease && perHour <= 2*perLease
+			row.Verdict = fmt.Sprintf("%.2f leases per lease lifetime (target about 1: %s)", perHour/perLease, verdict(ok))
+			if !ok && c.prefix == "flowcred/token/churn_proxy/" && !renewable {
+				row.Verdict += "; the lease is not renewable, and Vault Proxy 1.14.8 caches only renewable leases"
+			}
+		case "none":
+			row.Result = fmt.Sprintf("%d leases in %s", n, elapsed.Round(time.Second))
+			row.Verdict = fmt.Sprintf("token_leases=false: no lease (target 0: %s)", verdict(n == 0))
+		default:
+			row.Verdict = fmt.Sprintf("%.0f leases per lease lifetime (the pattern to avoid)", perHour/perLease)
 		}
 		e.Table.Add(row)
 	}
 	return nil
 }
 
-// collectLeases adds the handle's current leases, with their issue times,
+// leaseRenewable reads path directly and says whether its lease is
+// renewable.
+func (e *Env) leaseRenewable(ctx context.Context, path string) (bool, error) {
+	s, err := e.V.Client.Logical().ReadWithContext(ctx, path)
+	if err != nil {
+		return false, err
+	}
+	if s == nil {
+		return false, fmt.Errorf("%s: no answer", path)
+	}
+	return s.Renewable, nil
+}
+
+// collectLeases adds the current leases under prefix, with their issue times,
 // to seen.
-func (e *Env) collectLeases(ctx context.Context, handle string, seen map[string]time.Time) error {
-	prefix := "flowcred/token/" + handle + "/"
+func (e *Env) collectLeases(ctx context.Context, prefix string, seen map[string]time.Time) error {
 	ids, err := listLeases(ctx, e.V.Client, prefix)
 	if err != nil {
 		return err
@@ -204,68 +271,4 @@ func leaseRate(seen map[string]time.Time, elapsed time.Duration) (n int, perHour
 		perHour = float64(time.Hour) / float64(interval)
 	}
 	return n, perHour, interval
-}
-
-// startAgent runs `vault agent` with token_file auto-auth and a template
-// reading the handle; it stops when ctx ends.
-func (e *Env) startAgent(ctx context.Context, handle string) (<-chan struct{}, error) {
-	dir, err := e.scratch("agent")
-	if err != nil {
-		return nil, err
-	}
-	tokenFile := filepath.Join(dir, "token")
-	if err := os.WriteFile(tokenFile, []byte(e.V.Token), 0o600); err != nil {
-		return nil, err
-	}
-	cfg := fmt.Sprintf(`vault {
-  address = %q
-}
-auto_auth {
-  method "token_file" {
-    config = {
-      token_file_path = %q
-    }
-  }
-}
-template {
-  contents    = "{{ with secret \"flowcred/token/%s\" }}{{ .Data.handle }}{{ end }}"
-  destination = %q
-}
-`, e.V.Addr, tokenFile, handle, filepath.Join(dir, "rendered"))
-	path := filepath.Join(dir, "agent.hcl")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		return nil, err
-	}
-	logf, err := os.Create(filepath.Join(dir, "agent.log"))
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(e.AgentBin, "agent", "-config="+path, "-log-level=info")
-	cmd.Env = append(vaulttest.CleanEnv(), "HOME="+dir)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, err
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer logf.Close()
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		select {
-		case <-exited:
-			e.Table.Logf("vault agent exited early; log %s", logf.Name())
-		case <-ctx.Done():
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-exited:
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				<-exited
-			}
-		}
-	}()
-	return done, nil
 }

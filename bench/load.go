@@ -23,7 +23,8 @@ func HTTPClient(conns int) *http.Client {
 	return &http.Client{Transport: tr, Timeout: 60 * time.Second}
 }
 
-// Reader issues GET /v1/<path> requests with a token.
+// Reader issues GET /v1/<path> requests with a token, or none (through
+// Vault Proxy).
 type Reader struct {
 	Client *http.Client
 	Addr   string
@@ -36,7 +37,10 @@ func (r *Reader) Get(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
-	req.Header.Set("X-Vault-Token", r.Token)
+	if r.Token != "" {
+		// Without one, Vault Proxy adds its own (api_proxy use_auto_auth_token).
+		req.Header.Set("X-Vault-Token", r.Token)
+	}
 	resp, err := r.Client.Do(req)
 	if err != nil {
 		return err

@@ -83,10 +83,61 @@ type Env struct {
 	OAuth  *oauthtest.Server
 	Table  *Table
 	Reader *Reader
-	// AgentBin runs `vault agent` (the server binary).
+	// AgentBin runs `vault agent` and `vault proxy` (the server binary).
 	AgentBin string
 	// WorkDir is scratch space for this storage.
 	WorkDir string
+
+	// px is the Vault Proxy of this storage's server, started by the first
+	// workload that reads through it (proxy), stopped after the last.
+	px       *Proxy
+	pxReader *Reader
+}
+
+// benchProxyPolicy lets the proxy's token read what the benchmark reads
+// through it beyond the example's policy (flowcred/token/*).
+const benchProxyPolicy = `
+path "` + unleasedMount + `/token/*" {
+  capabilities = ["read"]
+}
+path "` + trivialMount + `/renewable/*" {
+  capabilities = ["read"]
+}
+`
+
+// proxy returns a Reader of the storage's Vault Proxy (examples/proxy/
+// proxy.hcl; the reader sends no token, the proxy adds its own), starting
+// the proxy on first use.
+func (e *Env) proxy(ctx context.Context) (*Reader, error) {
+	if e.px != nil {
+		return e.pxReader, nil
+	}
+	if err := e.V.Client.Sys().PutPolicyWithContext(ctx, "bench-proxy", benchProxyPolicy); err != nil {
+		return nil, err
+	}
+	token, err := ProxyToken(ctx, e.V.Client, "bench-proxy")
+	if err != nil {
+		return nil, err
+	}
+	dir, err := e.scratch("proxy")
+	if err != nil {
+		return nil, err
+	}
+	e.Table.Logf("starting vault proxy (%s) in %s", ProxyExampleConfig, dir)
+	px, err := StartProxy(ctx, e.AgentBin, e.V.Addr, token, dir)
+	if err != nil {
+		return nil, err
+	}
+	e.px, e.pxReader = px, &Reader{Client: HTTPClient(64), Addr: px.Addr}
+	return e.pxReader, nil
+}
+
+// closeProxy stops the proxy if one was started.
+func (e *Env) closeProxy() {
+	if e.px != nil {
+		e.px.Close()
+		e.px, e.pxReader = nil, nil
+	}
 }
 
 // Options of a whole run.
@@ -136,7 +187,11 @@ func RunAll(ctx context.Context, o Options) error {
 		err = env.runStorage(ctx, i == 0)
 		if err != nil {
 			err = fmt.Errorf("%s: %w\n--- last lines of the vault log:\n%s", storage, err, v.LogTail(30))
+			if env.px != nil {
+				err = fmt.Errorf("%w\n--- last lines of the proxy log:\n%s", err, env.px.LogTail(20))
+			}
 		}
+		env.closeProxy()
 		v.Close()
 		if err != nil {
 			return err

@@ -32,9 +32,13 @@ const (
 	trivialMount = "trivial"
 )
 
+// unleasedMount is a second mount of flowcred, with token_leases=false.
+const unleasedMount = "flowcred-unleased"
+
 // Vault is a running Vault server (internal/vaulttest, the launcher the
-// tests use) with flowcred mounted at flowcred/, the trivial plugin at
-// trivial/ and kv-v2 at secret/.
+// tests use) with flowcred mounted at flowcred/ (token_leases=true, the
+// default) and at flowcred-unleased/ (token_leases=false), the trivial
+// plugin at trivial/ and kv-v2 at secret/.
 type Vault struct {
 	*vaulttest.Server
 	// Storage is StorageDev or StorageRaft.
@@ -90,6 +94,17 @@ func (v *Vault) setup(ctx context.Context, trivialBin string) error {
 		if err := v.Client.Sys().MountWithContext(ctx, "secret", &api.MountInput{Type: "kv", Options: map[string]string{"version": "2"}}); err != nil {
 			return fmt.Errorf("enabling kv-v2: %w", err)
 		}
+	}
+	// The same plugin process serves both flowcred mounts (it is
+	// multiplexed), so a read of either costs the same hop.
+	if err := v.Client.Sys().MountWithContext(ctx, unleasedMount, &api.MountInput{
+		Type: v.PluginName, Description: "flowcred, token_leases=false",
+		Config: api.MountConfigInput{PluginVersion: v.PluginVersion},
+	}); err != nil {
+		return fmt.Errorf("enabling %s: %w", unleasedMount, err)
+	}
+	if _, err := v.Client.Logical().WriteWithContext(ctx, unleasedMount+"/config", map[string]interface{}{"token_leases": false}); err != nil {
+		return fmt.Errorf("%s/config token_leases=false: %w", unleasedMount, err)
 	}
 	p := &vaulttest.PluginInstall{Name: trivialName, Command: trivialFile, Mount: trivialMount, Description: "the benchmarks' trivial plugin"}
 	if _, err := v.AddPlugin(ctx, trivialBin, p); err != nil {
