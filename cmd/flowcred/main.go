@@ -7,6 +7,7 @@
 //	flowcred apply -f deployment.yaml          make Vault's bindings match the file
 //	flowcred validate -f deployment.yaml       check the file's nodes against the bindings
 //	flowcred token [-show-token] HANDLE        show a handle's material (not its token)
+//	flowcred connect [-device] HANDLE          obtain a binding's refresh token through the plugin
 //	flowcred secret put NAME -from-file PATH   store a secret value bindings can reference
 //	flowcred version                           print the CLI's version
 //
@@ -49,6 +50,8 @@ Commands:
                                                 make Vault's bindings match the file
   validate  -f FILE                             check the file's nodes against its and Vault's bindings
   token     [-show-token] HANDLE                show a handle's credential material
+  connect   [-device] [-no-browser] [-scopes S] [-port N] [-timeout D] HANDLE
+                                                connect a binding: approve in a browser (or with a code on another device)
   secret put (-from-file PATH | -from-env VAR) NAME
                                                 store a secret value (never from the command line)
   version                                       print the CLI's version
@@ -84,6 +87,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(rest, stdout, stderr)
 	case "token":
 		return cmdToken(rest, stdout, stderr)
+	case "connect":
+		return runConnect(rest, stdout, stderr)
 	case "secret":
 		if len(rest) == 0 || rest[0] != "put" {
 			return usageErr(stderr, "secret", "the only subcommand is put: flowcred secret put (-from-file PATH | -from-env VAR) NAME")
@@ -95,7 +100,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usageText)
 		return exitOK
 	default:
-		return usageErr(stderr, "", fmt.Sprintf("unknown command %q (plan, apply, validate, token, secret put, version; flowcred -h)", cmd))
+		return usageErr(stderr, "", fmt.Sprintf("unknown command %q (plan, apply, validate, token, connect, secret put, version; flowcred -h)", cmd))
 	}
 }
 
