@@ -73,10 +73,12 @@ func NewFaultProxy(target string) *FaultProxy {
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		panic("oauthtest: NewFaultProxy: invalid target URL " + strconv.Quote(target))
 	}
-	return newProxy(&url.URL{Scheme: u.Scheme, Host: u.Host}, u.Path, nil)
+	return newProxy(&url.URL{Scheme: u.Scheme, Host: u.Host}, u.Path, nil, nil)
 }
 
-func newProxy(target *url.URL, targetPath string, local http.Handler) *FaultProxy {
+// newProxy starts a proxy; connState, when set, sees its server's
+// connections change state (http.Server.ConnState).
+func newProxy(target *url.URL, targetPath string, local http.Handler, connState func(net.Conn, http.ConnState)) *FaultProxy {
 	tr := &http.Transport{
 		Proxy:               nil,
 		MaxIdleConns:        256,
@@ -98,6 +100,7 @@ func newProxy(target *url.URL, targetPath string, local http.Handler) *FaultProx
 	p.srv.Config.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
 		return context.WithValue(ctx, connEpochKey{}, p.epoch.Load())
 	}
+	p.srv.Config.ConnState = connState
 	p.srv.Start()
 	return p
 }
