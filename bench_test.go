@@ -2,10 +2,7 @@ package flowcred
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"sync/atomic"
 	"syscall"
@@ -15,6 +12,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/flowcred/vault-plugin-flowcred/internal/kindtable"
+	"github.com/flowcred/vault-plugin-flowcred/internal/oauthtest"
 )
 
 // Micro-benchmarks of the plugin's hot path, in process (no Vault, no gRPC).
@@ -24,29 +22,11 @@ import (
 //
 // None of them asserts a time; they only report.
 
-// benchIdP is a token endpoint for benchmarks: every grant succeeds with a
-// fresh access token of a fixed lifetime.
-type benchIdP struct {
-	*httptest.Server
-	requests  atomic.Int64
-	expiresIn int
-}
-
-func newBenchIdP(tb testing.TB, expiresIn int) *benchIdP {
+// newBenchIdP is a token endpoint for benchmarks: every refresh succeeds
+// with a fresh access token of a fixed lifetime.
+func newBenchIdP(tb testing.TB, expiresIn int) *oauthtest.TokenEndpoint {
 	tb.Helper()
-	f := &benchIdP{expiresIn: expiresIn}
-	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n := f.requests.Add(1)
-		_ = r.ParseForm()
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]interface{}{
-			"access_token": fmt.Sprintf("at-%d-SECRET", n),
-			"token_type":   "bearer",
-			"expires_in":   f.expiresIn,
-		})
-	}))
-	tb.Cleanup(f.Close)
-	return f
+	return oauthtest.StartTokenEndpoint(tb, oauthtest.TokenOptions{TokenType: "bearer", ExpiresIn: expiresIn})
 }
 
 // benchRead is one token read through the framework, as Vault's gRPC server
@@ -89,7 +69,7 @@ func BenchmarkTokenReadCacheHit(b *testing.B) {
 	b.Run("kind=oauth2.refresh_token", func(b *testing.B) {
 		tb := getTestBackend(b, nil)
 		idp := newBenchIdP(b, 3600)
-		benchBindRefresh(b, tb, "crm", idp.URL)
+		benchBindRefresh(b, tb, "crm", idp.TokenURL())
 		benchRead(b, tb, "token/crm")
 		b.ReportAllocs()
 		b.ResetTimer()
@@ -97,7 +77,7 @@ func BenchmarkTokenReadCacheHit(b *testing.B) {
 			benchRead(b, tb, "token/crm")
 		}
 		b.StopTimer()
-		if n := idp.requests.Load(); n != 1 {
+		if n := idp.Count(); n != 1 {
 			b.Fatalf("cache hits made %d upstream requests, want 1 (the warm-up)", n)
 		}
 	})
@@ -128,7 +108,7 @@ func BenchmarkTokenReadCacheHit(b *testing.B) {
 func BenchmarkMaterial(b *testing.B) {
 	tb := getTestBackend(b, nil)
 	idp := newBenchIdP(b, 3600)
-	benchBindRefresh(b, tb, "crm", idp.URL)
+	benchBindRefresh(b, tb, "crm", idp.TokenURL())
 	benchRead(b, tb, "token/crm")
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -193,7 +173,7 @@ func BenchmarkBackgroundTick(b *testing.B) {
 type tickBench struct {
 	tb        *testBackend
 	clock     *fakeClock
-	idp       *benchIdP
+	idp       *oauthtest.TokenEndpoint
 	scheduled int
 	// period spreads the due times: about how long after it was obtained
 	// a token is due (expiry minus the 5m margin and the 2m lookahead).
@@ -216,7 +196,7 @@ func newTickBench(parent, b *testing.B, scheduled int) *tickBench {
 	t.step = t.period / time.Duration(scheduled)
 	for i := 0; i < scheduled; i++ {
 		h := fmt.Sprintf("h%06d", i)
-		benchBindRefresh(b, tb, h, idp.URL)
+		benchBindRefresh(b, tb, h, idp.TokenURL())
 		benchRead(b, tb, "token/"+h)
 		clock.advance(t.step)
 	}
@@ -234,7 +214,7 @@ func newTickBench(parent, b *testing.B, scheduled int) *tickBench {
 
 func (t *tickBench) run(b *testing.B, due int) {
 	ctx := context.Background()
-	before := t.idp.requests.Load()
+	before := t.idp.Count()
 	cpu0 := processCPU()
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -248,7 +228,7 @@ func (t *tickBench) run(b *testing.B, due int) {
 		}
 	}
 	b.StopTimer()
-	refreshed := t.idp.requests.Load() - before
+	refreshed := t.idp.Count() - before
 	b.ReportMetric(float64(refreshed)/float64(b.N), "refreshes/op")
 	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 	if n := t.tb.scheduler.len(); n != t.scheduled {
@@ -262,7 +242,7 @@ func (t *tickBench) run(b *testing.B, due int) {
 func BenchmarkTokenReadRefresh(b *testing.B) {
 	tb := getTestBackend(b, nil)
 	idp := newBenchIdP(b, 3600)
-	benchBindRefresh(b, tb, "crm", idp.URL)
+	benchBindRefresh(b, tb, "crm", idp.TokenURL())
 	// min_refresh_interval 0: min_ttl makes every read refresh.
 	if _, err := tb.HandleRequest(context.Background(), &logical.Request{
 		Operation: logical.UpdateOperation, Path: "config", Storage: tb.s,
@@ -280,7 +260,7 @@ func BenchmarkTokenReadRefresh(b *testing.B) {
 			b.Fatalf("read: %v %v", resp, err)
 		}
 	}
-	before := idp.requests.Load()
+	before := idp.Count()
 	cpu0 := processCPU()
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -288,7 +268,7 @@ func BenchmarkTokenReadRefresh(b *testing.B) {
 		req()
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(idp.requests.Load()-before)/float64(b.N), "refreshes/op")
+	b.ReportMetric(float64(idp.Count()-before)/float64(b.N), "refreshes/op")
 	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 }
 

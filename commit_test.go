@@ -8,6 +8,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
+
+	"github.com/flowcred/vault-plugin-flowcred/internal/oauthtest"
 )
 
 // gatedStorage holds writes of token states until released.
@@ -29,10 +31,9 @@ func (g *gatedStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
 // reports whether the read answered while the write was still held.
 func gatedRead(t *testing.T, rotate bool) (answeredEarly bool) {
 	b := getTestBackend(t, nil)
-	idp := newFakeIdP(t)
-	idp.rotate = rotate
+	idp := newFakeIdP(t, oauthtest.TokenOptions{Rotate: rotate})
 	b.write(t, "config", map[string]interface{}{"min_refresh_interval": 0})
-	bindRefresh(t, b, "crm", idp.URL)
+	bindRefresh(t, b, "crm", idp.TokenURL())
 	b.read(t, "token/crm", nil)
 
 	g := &gatedStorage{Storage: b.s, entered: make(chan struct{}, 1), release: make(chan struct{})}

@@ -2,21 +2,17 @@ package flowcred
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
+
+	"github.com/flowcred/vault-plugin-flowcred/internal/oauthtest"
 )
 
 const (
@@ -24,112 +20,42 @@ const (
 	connectCode = "auth-code-SECRET-9"
 )
 
-// connectIdP is an authorization server for the connect flows: it issues
-// connectCode for the PKCE challenge it is told, checks the verifier at the
-// token endpoint, and answers device grants as scripted.
-type connectIdP struct {
-	*httptest.Server
-	mu         sync.Mutex
-	challenge  string // the code_challenge of the last auth_url
-	forms      []url.Values
-	deviceSeq  []string // answers to device_code polls: "pending", "slow_down", "denied", "ok"
-	polls      int
-	rtIssued   string
-	validRT    string
-	noRTIssued bool
-}
-
-func newConnectIdP(t *testing.T) *connectIdP {
-	f := &connectIdP{rtIssued: connectRT}
-	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
-	t.Cleanup(f.Close)
-	return f
-}
-
-func (f *connectIdP) serve(w http.ResponseWriter, r *http.Request) {
-	_ = r.ParseForm()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.forms = append(f.forms, r.PostForm)
-	w.Header().Set("Content-Type", "application/json")
-	fail := func(code string) {
-		w.WriteHeader(http.StatusBadRequest)
-		fmt.Fprintf(w, `{"error":%q}`, code)
-	}
-	ok := func() {
-		out := map[string]interface{}{"access_token": "at-connected-SECRET", "token_type": "Bearer", "expires_in": 3600, "scope": "read write"}
-		if !f.noRTIssued {
-			out["refresh_token"] = f.rtIssued
-			f.validRT = f.rtIssued
-		}
-		_ = json.NewEncoder(w).Encode(out)
-	}
-	if r.URL.Path == "/device" {
-		fmt.Fprint(w, `{"device_code":"dev-code-SECRET","user_code":"WDJB-MJHT","verification_uri":"https://idp.example/device","verification_uri_complete":"https://idp.example/device?user_code=WDJB-MJHT","expires_in":600,"interval":1}`)
-		return
-	}
-	switch r.PostForm.Get("grant_type") {
-	case "authorization_code":
-		sum := sha256.Sum256([]byte(r.PostForm.Get("code_verifier")))
-		if r.PostForm.Get("code") != connectCode || base64.RawURLEncoding.EncodeToString(sum[:]) != f.challenge {
-			fail("invalid_grant")
-			return
-		}
-		ok()
-	case "refresh_token":
-		if r.PostForm.Get("refresh_token") != f.validRT || f.validRT == "" {
-			fail("invalid_grant")
-			return
-		}
-		ok()
-	case deviceGrant:
-		f.polls++
-		next := "ok"
-		if len(f.deviceSeq) > 0 {
-			next, f.deviceSeq = f.deviceSeq[0], f.deviceSeq[1:]
-		}
-		switch next {
-		case "pending":
-			fail("authorization_pending")
-		case "slow_down":
-			fail("slow_down")
-		case "denied":
-			fail("access_denied")
-		default:
-			ok()
-		}
-	default:
-		fail("unsupported_grant_type")
-	}
-}
-
-func (f *connectIdP) set(fn func(f *connectIdP)) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	fn(f)
+// newConnectIdP is an authorization server for the connect flows: its token
+// endpoint takes the authorization code it is told (with the PKCE verifier
+// of the challenge it is told, see authorize), the refresh token it issues
+// (connectRT, with every token) and device grants (refused as a test
+// scripts with RefuseNext), and it answers device authorizations at
+// DeviceAuthorizationURL.
+func newConnectIdP(t *testing.T) *oauthtest.TokenEndpoint {
+	t.Helper()
+	return oauthtest.StartTokenEndpoint(t, oauthtest.TokenOptions{
+		AccessToken: "at-connected-SECRET", Scope: "read write",
+		RefreshToken: connectRT, IssueRefreshToken: connectRT,
+		Grants: []string{oauthtest.GrantAuthorizationCode, oauthtest.GrantRefreshToken, oauthtest.GrantDeviceCode},
+		DeviceAuthorization: map[string]any{
+			"device_code": "dev-code-SECRET", "user_code": "WDJB-MJHT", "verification_uri": "https://idp.example/device",
+			"verification_uri_complete": "https://idp.example/device?user_code=WDJB-MJHT", "expires_in": 600, "interval": 1,
+		},
+	})
 }
 
 // bindUnconnected writes an oauth2.refresh_token binding without a refresh token.
-func bindUnconnected(t *testing.T, b *testBackend, handle string, idp *connectIdP) {
+func bindUnconnected(t *testing.T, b *testBackend, handle string, idp *oauthtest.TokenEndpoint) {
 	b.write(t, "bindings/"+handle, map[string]interface{}{
 		"kind": "oauth2.refresh_token", "client_id": "client-1", "client_secret": testClientSecret,
-		"token_url": idp.URL + "/token", "authorization_url": idp.URL + "/authorize",
-		"device_authorization_url": idp.URL + "/device", "redirect_uri": "http://127.0.0.1:8250/callback",
+		"token_url": idp.TokenURL(), "authorization_url": idp.URL() + "/authorize",
+		"device_authorization_url": idp.DeviceAuthorizationURL(), "redirect_uri": "http://127.0.0.1:8250/callback",
 		"scopes": "read,write",
 	})
 }
 
 // authorize starts a grant and tells the provider its challenge.
-func authorize(t *testing.T, b *testBackend, handle string, idp *connectIdP) (state string, authURL *url.URL) {
+func authorize(t *testing.T, b *testBackend, handle string, idp *oauthtest.TokenEndpoint) (state string, authURL *url.URL) {
 	resp := b.write(t, "bindings/"+handle+"/authorize", nil)
 	u, err := url.Parse(resp.Data["auth_url"].(string))
 	require.NoError(t, err)
-	idp.set(func(f *connectIdP) { f.challenge = u.Query().Get("code_challenge") })
+	idp.SetAuthorizationCode(connectCode, u.Query().Get("code_challenge"))
 	return resp.Data["state"].(string), u
-}
-
-func health(t *testing.T, b *testBackend, handle string) map[string]interface{} {
-	return b.read(t, "bindings/"+handle, nil).Data["status"].(map[string]interface{})
 }
 
 func TestConnect_AuthorizationCodeWithPKCE(t *testing.T) {
@@ -143,7 +69,7 @@ func TestConnect_AuthorizationCodeWithPKCE(t *testing.T) {
 
 	state, u := authorize(t, b, "crm", idp)
 	q := u.Query()
-	require.Equal(t, idp.URL+"/authorize", u.Scheme+"://"+u.Host+u.Path)
+	require.Equal(t, idp.URL()+"/authorize", u.Scheme+"://"+u.Host+u.Path)
 	require.Equal(t, "S256", q.Get("code_challenge_method"))
 	require.Equal(t, state, q.Get("state"))
 	require.Equal(t, "client-1", q.Get("client_id"))
@@ -165,10 +91,7 @@ func TestConnect_AuthorizationCodeWithPKCE(t *testing.T) {
 	require.Equal(t, "at-connected-SECRET", tok.Data["access_token"])
 	// The connected refresh token is what the next refresh sends.
 	b.write(t, "bindings/crm/refresh", nil)
-	idp.set(func(f *connectIdP) {
-		last := f.forms[len(f.forms)-1]
-		require.Equal(t, connectRT, last.Get("refresh_token"))
-	})
+	require.Equal(t, connectRT, idp.LastRequest().Form().Get("refresh_token"))
 	// It lives in the token state, never in the binding.
 	be, err := getBinding(context.Background(), b.s, "crm")
 	require.NoError(t, err)
@@ -176,24 +99,6 @@ func TestConnect_AuthorizationCodeWithPKCE(t *testing.T) {
 
 	// The state is single use.
 	requireWriteStatus(t, b, "bindings/crm/authorize/complete", map[string]interface{}{"state": state, "code": connectCode}, 400, "unknown or already used state")
-}
-
-// requireWriteStatus writes and requires the answer's status and message.
-func requireWriteStatus(t *testing.T, b *testBackend, path string, data map[string]interface{}, status int, want string) {
-	t.Helper()
-	resp, err := b.do(t, logical.UpdateOperation, path, data)
-	got, msg := 200, ""
-	var coded logical.HTTPCodedError
-	switch {
-	case errors.As(err, &coded):
-		got, msg = coded.Code(), coded.Error()
-	case err != nil:
-		got, msg = 500, err.Error()
-	case resp != nil && resp.IsError():
-		got, msg = 400, resp.Error().Error()
-	}
-	require.Equal(t, status, got, "%s: %s", path, msg)
-	require.Contains(t, msg, want)
 }
 
 func TestConnect_States(t *testing.T) {
@@ -220,7 +125,7 @@ func TestConnect_States(t *testing.T) {
 	require.Equal(t, healthNeedsAuthorization, health(t, b, "b")["health"])
 
 	// A provider that issues no refresh token: the binding stays unconnected.
-	idp.set(func(f *connectIdP) { f.noRTIssued = true })
+	idp.SetIssueRefreshToken("")
 	stateB, _ = authorize(t, b, "b", idp)
 	requireWriteStatus(t, b, "bindings/b/authorize/complete", map[string]interface{}{"state": stateB, "code": connectCode}, 400, "no refresh token")
 
@@ -299,7 +204,7 @@ func TestConnect_DeviceGrant(t *testing.T) {
 	b := getTestBackend(t, nil)
 	idp := newConnectIdP(t)
 	bindUnconnected(t, b, "crm", idp)
-	idp.set(func(f *connectIdP) { f.deviceSeq = []string{"pending", "ok"} })
+	idp.RefuseNext(oauthtest.GrantDeviceCode, "authorization_pending", "")
 
 	resp := b.write(t, "bindings/crm/device", nil)
 	require.Equal(t, "WDJB-MJHT", resp.Data["user_code"])
@@ -316,7 +221,7 @@ func TestConnect_DeviceGrant(t *testing.T) {
 		return b.read(t, "bindings/crm", nil).Data["status"].(map[string]interface{})["health"] == healthOK
 	})
 	require.Equal(t, "at-connected-SECRET", b.read(t, "token/crm", nil).Data["access_token"])
-	idp.set(func(f *connectIdP) { require.Equal(t, 2, f.polls) })
+	require.Equal(t, int64(2), idp.GrantCount(oauthtest.GrantDeviceCode))
 	entry, err := b.s.Get(context.Background(), devicePrefix+"crm")
 	require.NoError(t, err)
 	require.Nil(t, entry, "the pending grant is removed")
@@ -326,14 +231,14 @@ func TestConnect_DeviceGrantDeniedAndSlowDown(t *testing.T) {
 	b := getTestBackend(t, nil)
 	idp := newConnectIdP(t)
 	bindUnconnected(t, b, "crm", idp)
-	idp.set(func(f *connectIdP) { f.deviceSeq = []string{"denied"} })
+	idp.RefuseNext(oauthtest.GrantDeviceCode, "access_denied")
 	b.write(t, "bindings/crm/device", nil)
 	waitFor(t, "the denied grant ends", func() bool {
 		return health(t, b, "crm")["last_error_code"] == "access_denied"
 	})
 	require.Equal(t, healthNeedsAuthorization, health(t, b, "crm")["health"])
 
-	idp.set(func(f *connectIdP) { f.deviceSeq = []string{"slow_down", "pending", "pending", "pending"} })
+	idp.RefuseNext(oauthtest.GrantDeviceCode, "slow_down", "authorization_pending", "authorization_pending", "authorization_pending")
 	b.write(t, "bindings/crm/device", nil)
 	waitFor(t, "slow_down lengthens the interval", func() bool {
 		p, err := getJSON[pendingDevice](context.Background(), b.s, devicePrefix+"crm", "")

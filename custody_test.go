@@ -10,48 +10,24 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
+
+	"github.com/flowcred/vault-plugin-flowcred/internal/oauthtest"
 )
-
-// doCtx runs one request with a caller's context.
-func (tb *testBackend) doCtx(ctx context.Context, op logical.Operation, path string, data map[string]interface{}) (*logical.Response, error) {
-	return tb.HandleRequest(ctx, &logical.Request{Operation: op, Path: path, Data: data, Storage: tb.s})
-}
-
-// status returns the binding's status object.
-func (tb *testBackend) status(t *testing.T, handle string) map[string]interface{} {
-	t.Helper()
-	return tb.read(t, "bindings/"+handle, nil).Data["status"].(map[string]interface{})
-}
-
-// waitFor polls cond (a deadlock guard, not a timing assertion).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // A reader that hangs up while its refresh is at the provider must not lose
 // the rotated refresh token, nor mark the binding degraded.
 func TestCustody_ReaderHangsUpMidRefresh(t *testing.T) {
-	idp := newFakeIdP(t)
-	idp.set(func(f *fakeIdP) { f.rotate = true; f.delay = 300 * time.Millisecond })
+	idp := newFakeIdP(t, oauthtest.TokenOptions{Rotate: true})
+	idp.SetMode(oauthtest.SlowAnswer(300 * time.Millisecond))
 	b := getTestBackend(t, nil)
-	bindRefresh(t, b, "h", idp.URL)
+	bindRefresh(t, b, "h", idp.TokenURL())
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
@@ -71,7 +47,7 @@ func TestCustody_ReaderHangsUpMidRefresh(t *testing.T) {
 		st, err := getTokenState(context.Background(), b.s, "h")
 		return err == nil && st != nil && st.RefreshToken == "rotated-1-SECRET"
 	})
-	require.Equal(t, int64(1), idp.requests.Load())
+	require.Equal(t, int64(1), idp.Count())
 	st := b.status(t, "h")
 	require.Equal(t, healthOK, st["health"])
 	require.EqualValues(t, 0, st["consecutive_failures"])
@@ -80,44 +56,36 @@ func TestCustody_ReaderHangsUpMidRefresh(t *testing.T) {
 	// refresh sends the rotated refresh token.
 	resp := b.read(t, "token/h", nil)
 	require.Equal(t, "at-2-SECRET", resp.Data["access_token"])
-	idp.set(func(f *fakeIdP) { f.delay = 0 })
+	idp.SetMode(oauthtest.PassThrough())
 	b.write(t, "bindings/h/refresh", nil)
 	require.Equal(t, healthOK, b.status(t, "h")["health"])
-	require.Equal(t, int64(2), idp.requests.Load())
+	require.Equal(t, int64(2), idp.Count())
 }
 
 // No redirect is followed on an upstream call: the refresh token and client
 // secret are never re-posted to the Location.
 func TestCustody_TokenEndpointRedirectNotFollowed(t *testing.T) {
-	var elsewhere atomic.Int64
-	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		elsewhere.Add(1)
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"access_token":"stolen","token_type":"bearer","expires_in":3600}`))
-	}))
-	defer other.Close()
+	other := oauthtest.StartTokenEndpoint(t, oauthtest.TokenOptions{AccessToken: "stolen", TokenType: "bearer"})
 	for _, code := range []int{301, 302, 303, 307, 308} {
 		t.Run(fmt.Sprint(code), func(t *testing.T) {
 			idp := newFakeIdP(t)
-			idp.set(func(f *fakeIdP) {
-				f.fail = func(w http.ResponseWriter) {
-					w.Header().Set("Location", other.URL+"/token?code=QUERYSECRET")
-					w.WriteHeader(code)
-				}
+			idp.Answer(func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Location", other.TokenURL()+"?code=QUERYSECRET")
+				w.WriteHeader(code)
 			})
 			b := getTestBackend(t, nil)
-			bindRefresh(t, b, "h", idp.URL)
+			bindRefresh(t, b, "h", idp.TokenURL())
 			resp, err := b.do(t, logical.ReadOperation, "token/h", nil)
 			require.Error(t, err)
 			var coded logical.HTTPCodedError
 			require.True(t, errors.As(err, &coded))
 			require.Equal(t, 502, coded.Code())
 			require.Nil(t, resp)
-			require.Zero(t, elsewhere.Load(), "the redirect was followed")
+			require.Zero(t, other.Count(), "the redirect was followed")
 			st := b.status(t, "h")
 			require.Equal(t, healthDegraded, st["health"])
 			require.Equal(t, "redirect", st["last_error_code"])
-			u, _ := url.Parse(other.URL)
+			u, _ := url.Parse(other.URL())
 			require.Contains(t, st["last_error"], u.Host)
 			require.NotContains(t, st["last_error"], "QUERYSECRET")
 			require.NotContains(t, err.Error(), "QUERYSECRET")
@@ -133,22 +101,20 @@ func TestCustody_RotatedTokenKeptWhenAccessTokenRefused(t *testing.T) {
 		"too_large":  `{"access_token":"` + strings.Repeat("a", maxTokenBytes+1) + `","token_type":"bearer","refresh_token":"rt-new-SECRET"}`,
 	} {
 		t.Run(name, func(t *testing.T) {
-			idp := newFakeIdP(t)
-			idp.set(func(f *fakeIdP) {
-				f.fail = func(w http.ResponseWriter) {
-					f.valid = "rt-new-SECRET"
-					w.Header().Set("Content-Type", "application/json")
-					_, _ = w.Write([]byte(body))
-				}
+			idp := newFakeIdP(t, oauthtest.TokenOptions{Rotate: true})
+			idp.Answer(func(w http.ResponseWriter, _ *http.Request) {
+				idp.SetRefreshToken("rt-new-SECRET")
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = w.Write([]byte(body))
 			})
 			b := getTestBackend(t, nil)
-			bindRefresh(t, b, "h", idp.URL)
+			bindRefresh(t, b, "h", idp.TokenURL())
 			_, err := b.do(t, logical.ReadOperation, "token/h", nil)
 			require.Error(t, err)
-			idp.set(func(f *fakeIdP) { f.fail = nil; f.rotate = true })
+			idp.Answer(nil)
 			b.write(t, "bindings/h/refresh", nil)
 			require.Equal(t, healthOK, b.status(t, "h")["health"])
-			require.Equal(t, "rt-new-SECRET", idp.lastForm["refresh_token"][0])
+			require.Equal(t, "rt-new-SECRET", idp.LastRequest().Form()["refresh_token"][0])
 		})
 	}
 }
@@ -157,23 +123,22 @@ func TestCustody_RotatedTokenKeptWhenAccessTokenRefused(t *testing.T) {
 // per min_refresh_interval.
 func TestCustody_MinTTLBounded(t *testing.T) {
 	clock := newFakeClock()
-	idp := newFakeIdP(t)
-	idp.set(func(f *fakeIdP) { f.rotate = true; f.expiresIn = 600 })
+	idp := newFakeIdP(t, oauthtest.TokenOptions{Rotate: true, ExpiresIn: 600})
 	b := getTestBackend(t, clock)
-	bindRefresh(t, b, "h", idp.URL)
+	bindRefresh(t, b, "h", idp.TokenURL())
 	for i := 0; i < 25; i++ {
 		resp := b.read(t, "token/h", map[string]interface{}{"min_ttl": 3600})
 		require.Contains(t, strings.Join(resp.Warnings, " "), "less life than min_ttl")
 	}
-	require.Equal(t, int64(1), idp.requests.Load())
+	require.Equal(t, int64(1), idp.Count())
 	clock.advance(11 * time.Second)
 	for i := 0; i < 5; i++ {
 		b.read(t, "token/h", map[string]interface{}{"min_ttl": 3600})
 	}
-	require.Equal(t, int64(2), idp.requests.Load())
+	require.Equal(t, int64(2), idp.Count())
 	// A read the cached token satisfies never waits for the interval.
 	b.read(t, "token/h", nil)
-	require.Equal(t, int64(2), idp.requests.Load())
+	require.Equal(t, int64(2), idp.Count())
 }
 
 // The configured scopes are sent on refresh (RFC 6749 section 6), and left
@@ -181,18 +146,18 @@ func TestCustody_MinTTLBounded(t *testing.T) {
 func TestCustody_ScopesSentOnRefresh(t *testing.T) {
 	idp := newFakeIdP(t)
 	b := getTestBackend(t, nil)
-	bindRefresh(t, b, "h", idp.URL)
+	bindRefresh(t, b, "h", idp.TokenURL())
 	b.read(t, "token/h", nil)
-	require.Equal(t, []string{"api offline_access"}, idp.lastForm["scope"])
-	require.Equal(t, []string{testRefreshToken}, idp.lastForm["refresh_token"])
-	require.Equal(t, []string{"refresh_token"}, idp.lastForm["grant_type"])
+	require.Equal(t, []string{"api offline_access"}, idp.LastRequest().Form()["scope"])
+	require.Equal(t, []string{testRefreshToken}, idp.LastRequest().Form()["refresh_token"])
+	require.Equal(t, []string{"refresh_token"}, idp.LastRequest().Form()["grant_type"])
 
 	b.write(t, "bindings/g", map[string]interface{}{
 		"kind": "google.oauth2", "client_id": "c", "client_secret": testClientSecret,
-		"refresh_token": testRefreshToken, "token_url": idp.URL,
+		"refresh_token": testRefreshToken, "token_url": idp.TokenURL(),
 	})
 	b.read(t, "token/g", nil)
-	require.NotContains(t, idp.lastForm, "scope")
+	require.NotContains(t, idp.LastRequest().Form(), "scope")
 }
 
 // Every answer shape gives the same expiry: form-encoded expires_in counts.
@@ -214,9 +179,9 @@ func TestCustody_FormEncodedExpiresIn(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			idp := newFakeIdP(t)
-			idp.set(func(f *fakeIdP) { f.fail = write })
+			idp.Answer(func(w http.ResponseWriter, _ *http.Request) { write(w) })
 			b := getTestBackend(t, clock)
-			bindRefresh(t, b, "h", idp.URL)
+			bindRefresh(t, b, "h", idp.TokenURL())
 			resp := b.read(t, "token/h", nil)
 			require.InDelta(t, 60, resp.Data["expires_in"], 1)
 			require.LessOrEqual(t, resp.Secret.TTL, 60*time.Second)
@@ -231,7 +196,7 @@ func TestCustody_RecreatedBindingNeverSeesOldState(t *testing.T) {
 	b := getTestBackend(t, nil)
 	fs := &failingStorage{Storage: b.s}
 	b.s = fs
-	bindRefresh(t, b, "h", idp.URL)
+	bindRefresh(t, b, "h", idp.TokenURL())
 	fs.failPuts.Store(true)
 	_, err := b.do(t, logical.ReadOperation, "token/h", nil)
 	require.Error(t, err, "the token state write failed; the state is pending")
@@ -240,10 +205,10 @@ func TestCustody_RecreatedBindingNeverSeesOldState(t *testing.T) {
 	resp, err := b.do(t, logical.DeleteOperation, "bindings/h", nil)
 	require.NoError(t, err)
 	require.Nil(t, resp)
-	bindRefresh(t, b, "h", idp.URL)
-	before := idp.requests.Load()
+	bindRefresh(t, b, "h", idp.TokenURL())
+	before := idp.Count()
 	resp = b.read(t, "token/h", nil)
-	require.Equal(t, before+1, idp.requests.Load(), "the new binding's first read asks the provider")
+	require.Equal(t, before+1, idp.Count(), "the new binding's first read asks the provider")
 	require.NotEqual(t, "at-1-SECRET", resp.Data["access_token"])
 }
 
@@ -258,21 +223,19 @@ func TestCustody_AbsurdLifetimesClamped(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			idp := newFakeIdP(t)
-			idp.set(func(f *fakeIdP) {
-				f.fail = func(w http.ResponseWriter) {
-					w.Header().Set("Content-Type", "application/json")
-					_, _ = w.Write([]byte(body))
-				}
+			idp.Answer(func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = w.Write([]byte(body))
 			})
 			b := getTestBackend(t, clock)
-			bindRefresh(t, b, "h", idp.URL)
+			bindRefresh(t, b, "h", idp.TokenURL())
 			for i := 0; i < 3; i++ {
 				resp := b.read(t, "token/h", nil)
 				left := resp.Data["expires_in"].(int64)
 				require.Greater(t, left, int64(3600))
 				require.LessOrEqual(t, left, int64(maxTokenLifetime/time.Second))
 			}
-			require.Equal(t, int64(1), idp.requests.Load())
+			require.Equal(t, int64(1), idp.Count())
 		})
 	}
 	// The JWT-bearer path parses expires_in itself.
@@ -283,17 +246,15 @@ func TestCustody_AbsurdLifetimesClamped(t *testing.T) {
 // into errors, the binding status or validate.
 func TestCustody_EchoedSecretsScrubbed(t *testing.T) {
 	idp := newFakeIdP(t)
-	idp.set(func(f *fakeIdP) {
-		f.fail = func(w http.ResponseWriter) {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusBadRequest)
-			desc := fmt.Sprintf("refresh token %s (prefix %s...) for client secret %s is not valid",
-				testRefreshToken, testRefreshToken[:10], testClientSecret)
-			_, _ = fmt.Fprintf(w, `{"error":"invalid_grant","error_description":%q}`, desc)
-		}
+	idp.Answer(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		desc := fmt.Sprintf("refresh token %s (prefix %s...) for client secret %s is not valid",
+			testRefreshToken, testRefreshToken[:10], testClientSecret)
+		_, _ = fmt.Fprintf(w, `{"error":"invalid_grant","error_description":%q}`, desc)
 	})
 	b := getTestBackend(t, nil)
-	bindRefresh(t, b, "h", idp.URL)
+	bindRefresh(t, b, "h", idp.TokenURL())
 	resp, err := b.do(t, logical.ReadOperation, "token/h", nil)
 	require.NoError(t, err)
 	require.True(t, resp.IsError())
@@ -318,7 +279,7 @@ func TestCustody_HandleMapHoldsOnlyBoundHandles(t *testing.T) {
 	}
 	require.Zero(t, b.handles.len())
 
-	bindRefresh(t, b, "h", idp.URL)
+	bindRefresh(t, b, "h", idp.TokenURL())
 	b.read(t, "token/h", nil)
 	require.Equal(t, 1, b.handles.len())
 	_, err := b.do(t, logical.DeleteOperation, "bindings/h", nil)
@@ -326,7 +287,7 @@ func TestCustody_HandleMapHoldsOnlyBoundHandles(t *testing.T) {
 	require.Zero(t, b.handles.len())
 
 	// Another node deletes a binding: the invalidation drops the entry.
-	bindRefresh(t, b, "h2", idp.URL)
+	bindRefresh(t, b, "h2", idp.TokenURL())
 	b.read(t, "token/h2", nil)
 	require.NoError(t, b.s.Delete(context.Background(), bindingStoragePrefix+"h2"))
 	b.invalidate(context.Background(), bindingStoragePrefix+"h2")
@@ -340,14 +301,12 @@ func TestCustody_TransientErrorCodesIn400(t *testing.T) {
 			clock := newFakeClock()
 			idp := newFakeIdP(t)
 			b := getTestBackend(t, clock)
-			bindRefresh(t, b, "h", idp.URL)
+			bindRefresh(t, b, "h", idp.TokenURL())
 			b.read(t, "token/h", nil)
-			idp.set(func(f *fakeIdP) {
-				f.fail = func(w http.ResponseWriter) {
-					w.Header().Set("Content-Type", "application/json")
-					w.WriteHeader(http.StatusBadRequest)
-					_, _ = fmt.Fprintf(w, `{"error":%q}`, code)
-				}
+			idp.Answer(func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusBadRequest)
+				_, _ = fmt.Fprintf(w, `{"error":%q}`, code)
 			})
 			clock.advance(58 * time.Minute) // under the margin, still valid
 			resp := b.read(t, "token/h", nil)
@@ -361,23 +320,16 @@ func TestCustody_TransientErrorCodesIn400(t *testing.T) {
 // A binding write waiting for a slow refresh holds no lock that a queued
 // secret delete and writes of other bindings wait on.
 func TestCustody_NoMountWideLockAcrossRefresh(t *testing.T) {
-	release := make(chan struct{})
-	var held atomic.Bool
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		held.Store(true)
-		<-release
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"access_token":"a","token_type":"bearer","expires_in":3600}`))
-	}))
-	defer slow.Close()
-	var once sync.Once
-	unblock := func() { once.Do(func() { close(release) }) }
+	// The provider answers; the answer is held until released.
+	slow := newFakeIdP(t, oauthtest.TokenOptions{AccessToken: "a"})
+	held := slow.HoldNext()
+	unblock := slow.Release
 	defer unblock()
 	b := getTestBackend(t, nil)
 	b.write(t, "secrets/unused", map[string]interface{}{"value": "v"})
-	bindRefresh(t, b, "slow", slow.URL)
+	bindRefresh(t, b, "slow", slow.TokenURL())
 	go func() { _, _ = b.do(t, logical.ReadOperation, "token/slow", nil) }()
-	waitFor(t, "the refresh to reach the provider", held.Load)
+	waitFor(t, "the refresh to reach the provider", closed(held))
 
 	done := make(chan string, 3)
 	go func() { b.write(t, "bindings/slow", map[string]interface{}{"description": "x"}); done <- "write slow" }()
@@ -406,22 +358,21 @@ func TestCustody_NoMountWideLockAcrossRefresh(t *testing.T) {
 // scheduled again by the next read, even one served from the cache.
 func TestCustody_SkippedHandleRescheduledByCachedRead(t *testing.T) {
 	clock := newFakeClock()
-	idp := newFakeIdP(t)
-	idp.set(func(f *fakeIdP) { f.expiresIn = 3 * 3600 })
+	idp := newFakeIdP(t, oauthtest.TokenOptions{ExpiresIn: 3 * 3600})
 	b := getTestBackend(t, clock)
 	b.write(t, "config", map[string]interface{}{"background_window": 600})
-	bindRefresh(t, b, "h", idp.URL)
+	bindRefresh(t, b, "h", idp.TokenURL())
 	b.read(t, "token/h", nil)
 	require.Equal(t, 1, b.scheduler.len())
 	clock.advance(2*time.Hour + 54*time.Minute) // due (margin + lookahead before expiry), not read since
 	require.NoError(t, b.backgroundTick(context.Background(), b.s))
 	require.Zero(t, b.scheduler.len(), "skipped: not read within the window")
-	require.Equal(t, int64(1), idp.requests.Load())
+	require.Equal(t, int64(1), idp.Count())
 	b.read(t, "token/h", nil) // served from the cache
-	require.Equal(t, int64(1), idp.requests.Load())
+	require.Equal(t, int64(1), idp.Count())
 	require.Equal(t, 1, b.scheduler.len(), "a handle that is read stays scheduled")
 	require.NoError(t, b.backgroundTick(context.Background(), b.s))
-	require.Equal(t, int64(2), idp.requests.Load(), "refreshed in the background, not on a reader's time")
+	require.Equal(t, int64(2), idp.Count(), "refreshed in the background, not on a reader's time")
 }
 
 // Two bindings that reference one refresh_token secret are warned about on
@@ -433,7 +384,7 @@ func TestCustody_SharedRefreshTokenSecretWarned(t *testing.T) {
 	bind := func(h string) *logical.Response {
 		return b.write(t, "bindings/"+h, map[string]interface{}{
 			"kind": "oauth2.refresh_token", "client_id": "c", "client_secret": testClientSecret,
-			"refresh_token_secret": "rt", "token_url": idp.URL,
+			"refresh_token_secret": "rt", "token_url": idp.TokenURL(),
 		})
 	}
 	resp := bind("a")
@@ -454,21 +405,14 @@ func TestCustody_SharedRefreshTokenSecretWarned(t *testing.T) {
 // An invalidation that arrives while a refresh is in flight is not undone
 // by the refresh publishing the binding it loaded before.
 func TestCustody_InvalidateDuringRefreshNotUndone(t *testing.T) {
-	release := make(chan struct{})
-	var held atomic.Bool
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if held.CompareAndSwap(false, true) {
-			<-release
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"access_token":"a","token_type":"bearer","expires_in":3600}`))
-	}))
-	defer slow.Close()
+	// The provider answers the first request; the answer is held until released.
+	slow := newFakeIdP(t, oauthtest.TokenOptions{AccessToken: "a"})
+	held := slow.HoldNext()
 	b := getTestBackend(t, nil)
-	bindRefresh(t, b, "h", slow.URL)
+	bindRefresh(t, b, "h", slow.TokenURL())
 	done := make(chan struct{})
 	go func() { defer close(done); _, _ = b.do(t, logical.ReadOperation, "token/h", nil) }()
-	waitFor(t, "the refresh to reach the provider", held.Load)
+	waitFor(t, "the refresh to reach the provider", closed(held))
 
 	// Another node rewrites the binding (an extra header) and Vault
 	// invalidates the key here.
@@ -477,7 +421,7 @@ func TestCustody_InvalidateDuringRefreshNotUndone(t *testing.T) {
 	e.ExtraHeaders = map[string]string{"x-new": "1"}
 	require.NoError(t, putBinding(context.Background(), b.s, "h", e))
 	b.invalidate(context.Background(), bindingStoragePrefix+"h")
-	close(release)
+	slow.Release()
 	<-done
 
 	resp := b.read(t, "token/h", nil)
@@ -486,13 +430,12 @@ func TestCustody_InvalidateDuringRefreshNotUndone(t *testing.T) {
 
 // Clean (unmount, reload) writes a token state whose write failed.
 func TestCustody_CleanWritesPendingState(t *testing.T) {
-	idp := newFakeIdP(t)
-	idp.set(func(f *fakeIdP) { f.rotate = true })
+	idp := newFakeIdP(t, oauthtest.TokenOptions{Rotate: true})
 	b := getTestBackend(t, nil)
 	fs := &failingStorage{Storage: b.s}
 	b.s = fs
 	b.storageView = fs
-	bindRefresh(t, b, "h", idp.URL)
+	bindRefresh(t, b, "h", idp.TokenURL())
 	fs.failPuts.Store(true)
 	_, err := b.do(t, logical.ReadOperation, "token/h", nil)
 	require.Error(t, err)

@@ -6,6 +6,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
+
+	"github.com/flowcred/vault-plugin-flowcred/internal/oauthtest"
 )
 
 // changesByField indexes a dry run's changes.
@@ -135,40 +137,39 @@ func TestDryRun_UpdateAnswersWhatWouldChange(t *testing.T) {
 func TestBindingWrite_UnchangedKeepsCachedToken(t *testing.T) {
 	b := getTestBackend(t, nil)
 	idp := newFakeIdP(t)
-	bindRefresh(t, b, "h", idp.URL)
+	bindRefresh(t, b, "h", idp.TokenURL())
 	b.read(t, "token/h", nil)
-	require.EqualValues(t, 1, idp.requests.Load())
+	require.EqualValues(t, 1, idp.Count())
 	before := storageSnapshot(t, b)
 
 	resp := b.write(t, "bindings/h", map[string]interface{}{
 		"kind": "oauth2.refresh_token", "client_id": "client-1", "client_secret": testClientSecret,
-		"refresh_token": testRefreshToken, "token_url": idp.URL, "scopes": "offline_access api",
+		"refresh_token": testRefreshToken, "token_url": idp.TokenURL(), "scopes": "offline_access api",
 	})
 	require.Nil(t, resp)
 	require.Equal(t, before, storageSnapshot(t, b), "an unchanged write changed storage")
 	b.read(t, "token/h", nil)
-	require.EqualValues(t, 1, idp.requests.Load(), "an unchanged write dropped the cached token")
+	require.EqualValues(t, 1, idp.Count(), "an unchanged write dropped the cached token")
 
 	// A change is stored and the next read refreshes.
 	b.write(t, "bindings/h", map[string]interface{}{"description": "changed"})
 	b.read(t, "token/h", nil)
-	require.EqualValues(t, 2, idp.requests.Load())
+	require.EqualValues(t, 2, idp.Count())
 }
 
 // Apply never replaces a rotated refresh token: writing the binding's other
 // fields keeps the newest one; a new refresh-token input resets it.
 func TestBindingWrite_KeepsRotatedRefreshToken(t *testing.T) {
 	b := getTestBackend(t, nil)
-	idp := newFakeIdP(t)
-	idp.set(func(f *fakeIdP) { f.rotate = true })
-	bindRefresh(t, b, "h", idp.URL)
+	idp := newFakeIdP(t, oauthtest.TokenOptions{Rotate: true})
+	bindRefresh(t, b, "h", idp.TokenURL())
 	b.read(t, "token/h", nil) // rotates: the configured token is spent
 	b.write(t, "bindings/h", map[string]interface{}{"description": "changed"})
 	b.read(t, "token/h", nil) // must send the rotated token
 	st, err := getTokenState(t.Context(), b.s, "h")
 	require.NoError(t, err)
 	require.Equal(t, "ok", st.Status.Health)
-	require.EqualValues(t, 2, idp.requests.Load())
+	require.EqualValues(t, 2, idp.Count())
 }
 
 func jsonOf(t *testing.T, v interface{}) string {

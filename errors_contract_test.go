@@ -17,10 +17,10 @@ func TestErrors_NeedsReauthServesValidTokenThenLeadingWord(t *testing.T) {
 	clock := newFakeClock()
 	b := getTestBackend(t, clock)
 	idp := newFakeIdP(t)
-	bindRefresh(t, b, "crm", idp.URL)
+	bindRefresh(t, b, "crm", idp.TokenURL())
 	first := b.read(t, "token/crm", nil)
 
-	idp.set(func(f *fakeIdP) { f.valid = "revoked" })
+	idp.SetRefreshToken("revoked")
 	clock.advance(time.Hour - time.Minute) // under the 5m margin, still valid
 	served := b.read(t, "token/crm", nil)
 	require.Equal(t, first.Data["access_token"], served.Data["access_token"])

@@ -7,14 +7,12 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"runtime/pprof"
 	"strings"
@@ -45,37 +43,16 @@ const faultsTimeout = time.Second
 // it hung: far above http_timeout, so a slow machine does not fail it.
 const faultsReadLimit = 30 * faultsTimeout
 
-// faultsIdP is a token endpoint that accepts any refresh token and any
-// JWT-bearer assertion and issues numbered access tokens for an hour.
-type faultsIdP struct {
-	*httptest.Server
-	seq atomic.Int64
-}
-
-func newFaultsIdP(t *testing.T, connState func(net.Conn, http.ConnState)) *faultsIdP {
+// newFaultsIdP is a token endpoint that accepts any refresh token and any
+// JWT-bearer assertion and issues numbered access tokens for an hour;
+// connState, when set, sees its connections change state.
+func newFaultsIdP(t *testing.T, connState func(net.Conn, http.ConnState)) *oauthtest.TokenEndpoint {
 	t.Helper()
-	f := &faultsIdP{}
-	f.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_ = r.ParseForm()
-		switch r.PostForm.Get("grant_type") {
-		case "refresh_token", jwtBearerGrantType:
-		default:
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusBadRequest)
-			_, _ = w.Write([]byte(`{"error":"unsupported_grant_type"}`))
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]interface{}{
-			"access_token": fmt.Sprintf("faults-at-%d-SECRET", f.seq.Add(1)),
-			"token_type":   "Bearer",
-			"expires_in":   3600,
-		})
-	}))
-	f.Config.ConnState = connState
-	f.Start()
-	t.Cleanup(f.Close)
-	return f
+	return oauthtest.StartTokenEndpoint(t, oauthtest.TokenOptions{
+		AccessToken: "faults-at-%d-SECRET",
+		Grants:      []string{oauthtest.GrantRefreshToken, oauthtest.GrantJWTBearer},
+		ConnState:   connState,
+	})
 }
 
 // countingTransport records the largest number of body bytes the plugin
@@ -244,7 +221,7 @@ func TestFaults_UpstreamFailures(t *testing.T) {
 	for _, k := range kinds {
 		for i, f := range faults {
 			t.Run(k.name+"/"+f.name, func(t *testing.T) {
-				p := oauthtest.NewFaultProxy(idp.URL + "/token")
+				p := oauthtest.NewFaultProxy(idp.TokenURL())
 				defer p.Close()
 				warm, cold := fmt.Sprintf("%s_%d_warm", k.name, i), fmt.Sprintf("%s_%d_cold", k.name, i)
 				b.write(t, "bindings/"+warm, k.bind(p.TokenURL()))
@@ -352,7 +329,7 @@ func TestFaults_CloseIdleConnectionsReachesTransport(t *testing.T) {
 	})
 	b := getTestBackend(t, nil)
 	b.write(t, "bindings/idle", map[string]interface{}{"kind": "oauth2.refresh_token", "client_id": "c",
-		"refresh_token": testRefreshToken, "token_url": idp.URL + "/token"})
+		"refresh_token": testRefreshToken, "token_url": idp.TokenURL()})
 	b.read(t, "token/idle", nil)
 	open := func() int {
 		mu.Lock()

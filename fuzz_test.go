@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/flowcred/vault-plugin-flowcred/internal/kindtable"
+	"github.com/flowcred/vault-plugin-flowcred/internal/oauthtest"
 )
 
 // fuzzSecret is planted in every fuzzed binding; no answer may carry it.
@@ -108,16 +108,16 @@ func FuzzTokenResponse(f *testing.F) {
 
 	var status atomic.Int64
 	var ctype, body atomic.Value
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := oauthtest.StartTokenEndpoint(f, oauthtest.TokenOptions{})
+	srv.Answer(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", ctype.Load().(string))
 		w.WriteHeader(int(status.Load()))
 		_, _ = w.Write([]byte(body.Load().(string)))
-	}))
-	f.Cleanup(srv.Close)
+	})
 	b := getTestBackend(f, nil)
 	b.write(f, "bindings/fz", map[string]interface{}{
 		"kind": kindtable.OAuth2RefreshToken, "client_id": "c", "client_secret": fuzzSecret,
-		"refresh_token": fuzzSecret, "token_url": srv.URL, "auth_style": "params",
+		"refresh_token": fuzzSecret, "token_url": srv.TokenURL(), "auth_style": "params",
 	})
 	f.Fuzz(func(t *testing.T, code int, contentType, payload string) {
 		if code < 200 || code > 599 {

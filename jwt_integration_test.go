@@ -10,16 +10,22 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowcred/vault-plugin-flowcred/internal/oauthtest"
+	"github.com/flowcred/vault-plugin-flowcred/internal/vaulttest"
 )
 
 // Against a real, independently written token endpoint: panva's
 // oidc-provider with a JWT-bearer grant (testdata/oauth-server) that
 // verifies assertions against the public keys registered for their issuer.
-// Skipped when node is not installed. One server serves every subtest; each
-// uses its own issuer. The backend runs on the real clock, since the server
-// checks iat and exp against its own.
+// It starts Node, so it runs only under the integration switch
+// (FLOWCRED_INTEGRATION=1, as scripts/test.sh sets it; the package's unit
+// tests never start Node), and is skipped when node is not installed. One
+// server serves every subtest; each uses its own issuer. The backend runs on
+// the real clock, since the server checks iat and exp against its own.
 
 func TestJWTIntegration(t *testing.T) {
+	if !vaulttest.Enabled() {
+		t.Skipf("starts the Node OAuth2 server: integration tests only (%s=1)", vaulttest.EnvIntegration)
+	}
 	srv := oauthtest.Start(t)
 	keys := jwtKeys(t)
 

@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
+
+	"github.com/flowcred/vault-plugin-flowcred/internal/oauthtest"
 )
 
 // scrape reads metrics/ and parses it with Prometheus' own text parser.
@@ -66,7 +68,7 @@ func TestObserve_MetricsMoveWithRefreshes(t *testing.T) {
 	b := getTestBackend(t, nil)
 	initialized(t, b)
 	idp := newFakeIdP(t)
-	bindRefresh(t, b, "crm", idp.URL)
+	bindRefresh(t, b, "crm", idp.TokenURL())
 	b.read(t, "token/crm", nil)
 	b.read(t, "token/crm", nil)
 	mfs, body := scrape(t, b)
@@ -78,7 +80,7 @@ func TestObserve_MetricsMoveWithRefreshes(t *testing.T) {
 	require.EqualValues(t, 1, metricValue(mfs, "flowcred_bindings", map[string]string{"health": "ok"}))
 	require.NotContains(t, body, "crm", "no per-handle label by default")
 
-	idp.set(func(f *fakeIdP) { f.valid = "revoked" })
+	idp.SetRefreshToken("revoked")
 	_, _ = b.do(t, logical.UpdateOperation, "bindings/crm/refresh", nil)
 	mfs, body = scrape(t, b)
 	require.EqualValues(t, 1, metricValue(mfs, "flowcred_upstream_requests_total", map[string]string{"kind": "oauth2.refresh_token", "outcome": "reauth"}))
@@ -99,7 +101,7 @@ func TestObserve_HealthIndex(t *testing.T) {
 	initialized(t, b)
 	idp := newFakeIdP(t)
 	for _, h := range []string{"a", "b", "c"} {
-		bindRefresh(t, b, h, idp.URL)
+		bindRefresh(t, b, h, idp.TokenURL())
 	}
 	b.write(t, "bindings/static", map[string]interface{}{"kind": "api_token", "token": testAPIToken})
 	b.read(t, "token/a", nil)
@@ -113,7 +115,7 @@ func TestObserve_HealthIndex(t *testing.T) {
 	require.Equal(t, "c", resp.Data["bindings"].([]map[string]interface{})[0]["handle"])
 	require.NotContains(t, resp.Data, "next")
 
-	idp.set(func(f *fakeIdP) { f.valid = "revoked" })
+	idp.SetRefreshToken("revoked")
 	_, _ = b.do(t, logical.UpdateOperation, "bindings/a/refresh", nil)
 	_, err := b.do(t, logical.DeleteOperation, "bindings/b", nil)
 	require.NoError(t, err)
@@ -183,13 +185,13 @@ func TestObserve_Webhooks(t *testing.T) {
 	require.NotContains(t, string(raw), secret)
 
 	idp := newFakeIdP(t)
-	bindRefresh(t, b, "crm", idp.URL)
+	bindRefresh(t, b, "crm", idp.TokenURL())
 	b.read(t, "token/crm", nil)
 
 	// Degraded, then recovered.
-	idp.set(func(f *fakeIdP) { f.fail = func(w http.ResponseWriter) { w.WriteHeader(503) } })
+	idp.Answer(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(503) })
 	_, _ = b.do(t, logical.UpdateOperation, "bindings/crm/refresh", nil)
-	idp.set(func(f *fakeIdP) { f.fail = nil })
+	idp.Answer(nil)
 	b.write(t, "bindings/crm/refresh", nil)
 	waitFor(t, "degraded and recovered delivered", func() bool { return len(rcv.types()) == 2 })
 	require.Equal(t, []string{"binding.degraded", "binding.recovered"}, rcv.types())
@@ -198,7 +200,7 @@ func TestObserve_Webhooks(t *testing.T) {
 	rcv.mu.Lock()
 	rcv.down = true
 	rcv.mu.Unlock()
-	idp.set(func(f *fakeIdP) { f.valid = "revoked" })
+	idp.SetRefreshToken("revoked")
 	_, _ = b.do(t, logical.UpdateOperation, "bindings/crm/refresh", nil)
 	waitFor(t, "the failed delivery is logged", func() bool {
 		w := b.read(t, "health", nil).Data["webhook"].(map[string]interface{})
@@ -248,12 +250,12 @@ func TestObserve_WebhookConfigErrors(t *testing.T) {
 // reauth_due_at from refresh_token_expires_in; validate warns reauth_soon.
 func TestObserve_ReauthDue(t *testing.T) {
 	b := getTestBackend(t, nil)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := oauthtest.StartTokenEndpoint(t, oauthtest.TokenOptions{})
+	srv.Answer(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"access_token":"at-SECRET","token_type":"Bearer","expires_in":3600,"refresh_token_expires_in":86400}`))
-	}))
-	t.Cleanup(srv.Close)
-	bindRefresh(t, b, "crm", srv.URL)
+	})
+	bindRefresh(t, b, "crm", srv.TokenURL())
 	b.read(t, "token/crm", nil)
 	st := health(t, b, "crm")
 	due, err := time.Parse(time.RFC3339, st["reauth_due_at"].(string))
@@ -286,12 +288,12 @@ func TestObserve_ReauthSoonWebhook(t *testing.T) {
 	const secret = "webhook-key-SECRET"
 	rcv := newReceiver(t, secret)
 	b.write(t, "config", map[string]interface{}{"webhook_url": rcv.URL, "webhook_secret": secret})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := oauthtest.StartTokenEndpoint(t, oauthtest.TokenOptions{})
+	srv.Answer(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"access_token":"at-SECRET","token_type":"Bearer","expires_in":3600,"refresh_token_expires_in":86400}`))
-	}))
-	t.Cleanup(srv.Close)
-	bindRefresh(t, b, "crm", srv.URL)
+	})
+	bindRefresh(t, b, "crm", srv.TokenURL())
 	b.read(t, "token/crm", nil)
 	for i := 0; i < 3; i++ {
 		require.NoError(t, b.periodic(context.Background(), &logical.Request{Storage: b.s}))

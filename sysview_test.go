@@ -47,7 +47,7 @@ func TestSysView_CachedReadsMakeNoCallsToVault(t *testing.T) {
 	clock := newFakeClock()
 	b, sv := countingBackend(t, clock)
 	idp := newFakeIdP(t)
-	bindRefresh(t, b, "crm", idp.URL)
+	bindRefresh(t, b, "crm", idp.TokenURL())
 	b.read(t, "token/crm", nil)
 
 	repl, local := sv.replCalls.Load(), sv.localCalls.Load()
@@ -72,12 +72,12 @@ func TestSysView_RefreshOnlyWhereWritable(t *testing.T) {
 	b, sv := countingBackend(t, clock)
 	idp := newFakeIdP(t)
 	b.write(t, "config", map[string]interface{}{"min_refresh_interval": 0})
-	bindRefresh(t, b, "crm", idp.URL)
+	bindRefresh(t, b, "crm", idp.TokenURL())
 	b.read(t, "token/crm", nil)
-	before := idp.requests.Load()
+	before := idp.Count()
 
 	sv.state.Store(uint32(consts.ReplicationPerformanceStandby)) // the cache still says otherwise
 	_, err := b.do(t, logical.ReadOperation, "token/crm", map[string]interface{}{"min_ttl": 7200})
 	require.ErrorIs(t, err, logical.ErrReadOnly)
-	require.Equal(t, before, idp.requests.Load(), "no request reached the provider")
+	require.Equal(t, before, idp.Count(), "no request reached the provider")
 }

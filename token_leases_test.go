@@ -14,7 +14,7 @@ func TestTokenLeases_Unleased(t *testing.T) {
 	clock := newFakeClock()
 	b := getTestBackend(t, clock)
 	idp := newFakeIdP(t)
-	bindRefresh(t, b, "crm", idp.URL)
+	bindRefresh(t, b, "crm", idp.TokenURL())
 	b.write(t, "bindings/static", map[string]interface{}{"kind": "api_token", "token": testAPIToken, "ttl": "15m"})
 
 	leased := b.read(t, "token/crm", nil)

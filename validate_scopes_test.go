@@ -67,7 +67,7 @@ func TestValidate_MissingScopes(t *testing.T) {
 func TestValidate_MissingScopesUsesGrantedScopes(t *testing.T) {
 	b := getTestBackend(t, nil)
 	idp := newFakeIdP(t)
-	bindRefresh(t, b, "h", idp.URL) // configured scopes: api, offline_access
+	bindRefresh(t, b, "h", idp.TokenURL()) // configured scopes: api, offline_access
 	req := map[string]interface{}{"node": "n", "handle": "h", "kind": "oauth2.refresh_token", "scopes": "api"}
 	valid, _ := validateOne(t, b, req)
 	require.True(t, valid)
