@@ -67,6 +67,14 @@ func (a *authStates) add(p *pendingAuth, now time.Time) (string, error) {
 	return state, nil
 }
 
+// has reports whether state is a pending, unexpired request.
+func (a *authStates) has(state string, now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p := a.m[state]
+	return p != nil && now.Before(p.expires)
+}
+
 // take returns and removes the pending request of state, if it is for
 // handle (empty: any) and has not expired. A state for another handle is
 // refused and kept, so that a wrong request cannot cancel someone else's.
@@ -205,6 +213,12 @@ func (b *backend) completeAuthorization(ctx context.Context, s logical.Storage, 
 	if err != nil {
 		return p.handle, err
 	}
+	if !b.writableForRefresh() {
+		return p.handle, logical.ErrReadOnly // a code is spent once: only where its token can be stored
+	}
+	// The exchange and the store run to completion even if the caller
+	// hangs up: the code is spent once sent.
+	ctx = context.WithoutCancel(ctx)
 	tctx, cancel := context.WithTimeout(ctx, cfg.HTTPTimeout)
 	defer cancel()
 	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {p.redirectURI}, "code_verifier": {p.verifier}}
@@ -259,7 +273,7 @@ func (b *backend) storeConnected(ctx context.Context, s logical.Storage, handle 
 		old = nil
 	}
 	st.BindingID = cur.ID
-	st.RefreshToken, st.RefreshOrigin = tok.RefreshToken, hashSecret(in[refreshTokenField])
+	st.RefreshToken, st.RefreshOrigin, st.RefreshEndpoint = tok.RefreshToken, hashSecret(in[refreshTokenField]), refreshEndpoint(cur)
 	st.applyToken(tok, cfg, cur.Generation, b.now())
 	if perr := putTokenState(ctx, s, handle, st); perr != nil {
 		return fmt.Errorf("storing the connected token of %q: %w", handle, perr)

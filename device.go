@@ -81,6 +81,14 @@ func (b *backend) pathDevice(ctx context.Context, req *logical.Request, d *frame
 	if raw, ok := d.GetOk("scopes"); ok {
 		scopes = splitScopes(raw.([]string))
 	}
+	for _, sc := range scopes {
+		if ferr := validateScope("scopes", sc); ferr != nil {
+			return ferr.response(), nil
+		}
+	}
+	if !b.writableForRefresh() {
+		return nil, logical.ErrReadOnly
+	}
 	form := url.Values{}
 	if len(scopes) > 0 {
 		form.Set("scope", strings.Join(scopes, " "))
@@ -244,15 +252,21 @@ func (b *backend) pollDevice(ctx context.Context, s logical.Storage, handle stri
 			b.dropDevice(ctx, s, handle, p) // the binding is gone, or another one
 			return
 		}
-		tctx, cancel := context.WithTimeout(ctx, deviceTokenTTL)
+		// Once a poll is sent it runs to completion and its answer is
+		// stored, even if the poller is stopped meanwhile (a reload): the
+		// user's approval is spent on it.
+		dctx := context.WithoutCancel(ctx)
+		tctx, cancel := context.WithTimeout(dctx, deviceTokenTTL)
 		form := url.Values{"grant_type": {deviceGrant}, "device_code": {p.DeviceCode}}
 		tok, err := b.clientGrant(tctx, &grantCall{binding: e, inputs: in}, form)
 		cancel()
 		if err == nil {
-			if serr := b.storeConnected(ctx, s, handle, e, in, tok, nil, nil); serr != nil {
+			if serr := b.storeConnected(dctx, s, handle, e, in, tok, nil, []string{p.DeviceCode}); serr != nil {
 				b.Logger().Error("storing a device grant's token failed", "handle", handle, "error", serr)
+				b.endDevice(dctx, s, handle, p, "store_failed", "the provider's answer could not be stored: "+serr.Error())
+				return
 			}
-			b.dropDevice(ctx, s, handle, p)
+			b.dropDevice(dctx, s, handle, p)
 			return
 		}
 		ue := classifyUpstream(err)

@@ -137,6 +137,9 @@ func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastRe
 // error_description, and that text reaches token-read errors, the binding
 // status and validate.
 func (e *upstreamError) scrub(secrets []string) {
+	if c := scrubSecrets(e.code, secrets); c != e.code {
+		e.code = "unrecognized_error"
+	}
 	e.msg = scrubSecrets(e.msg, secrets)
 	e.description = scrubSecrets(e.description, secrets)
 	e.hint = scrubSecrets(e.hint, secrets)

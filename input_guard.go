@@ -20,6 +20,13 @@ import (
 // secretValueFields are the secret-capable fields of secrets/<name>.
 var secretValueFields = map[string]bool{"value": true}
 
+// configSecretFields and connectSecretFields are the secret-capable fields
+// of config and of authorize/complete.
+var (
+	configSecretFields  = map[string]bool{"webhook_secret": true}
+	connectSecretFields = map[string]bool{"code": true, "state": true}
+)
+
 // guardedFields returns the secret-capable fields of a write request's
 // path, or nil when the request needs no check. It looks at the operation
 // first: token reads pay one comparison.
@@ -30,13 +37,15 @@ func guardedFields(req *logical.Request) map[string]bool {
 	var rest string
 	var fields map[string]bool
 	switch {
+	case req.Path == "config":
+		return configSecretFields
+	case strings.HasPrefix(req.Path, bindingStoragePrefix) && strings.HasSuffix(req.Path, "/authorize/complete"):
+		return connectSecretFields
 	case strings.HasPrefix(req.Path, bindingStoragePrefix):
 		rest, fields = req.Path[len(bindingStoragePrefix):], secretInputFields
 	case strings.HasPrefix(req.Path, secretStoragePrefix):
 		rest, fields = req.Path[len(secretStoragePrefix):], secretValueFields
 	default:
-		// config has no secret-capable field. One added later (a webhook
-		// secret) belongs here.
 		return nil
 	}
 	if rest == "" || strings.Contains(rest, "/") {

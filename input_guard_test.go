@@ -203,7 +203,9 @@ func TestInputGuard_OnlyWritesOfBindingsAndSecrets(t *testing.T) {
 		{logical.ListOperation, "bindings/", false},
 		{logical.UpdateOperation, "bindings/api/refresh", false},
 		{logical.UpdateOperation, "validate", false},
-		{logical.UpdateOperation, "config", false},
+		{logical.UpdateOperation, "config", true},                          // webhook_secret
+		{logical.UpdateOperation, "bindings/api/authorize/complete", true}, // code, state
+		{logical.UpdateOperation, "bindings/api/authorize", false},
 		{logical.CreateOperation, "bindings/api", true},
 		{logical.UpdateOperation, "bindings/api", true},
 		{logical.UpdateOperation, "secrets/x", true},

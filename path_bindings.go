@@ -232,7 +232,7 @@ func (b *backend) pathBindingDelete(ctx context.Context, req *logical.Request, d
 	if existing != nil {
 		force, _ := d.GetOk("force")
 		f, _ := force.(bool)
-		if err := b.revokeForDelete(ctx, req.Storage, handle, existing, f); err != nil {
+		if err := b.revokeForDelete(ctx, req.Storage, handle, existing, hc.pending, f); err != nil {
 			return readAnswer(err)
 		}
 	}

@@ -181,12 +181,17 @@ func (b *backend) pathCallback(ctx context.Context, req *logical.Request, d *fra
 	if !cfg.PublicCallback {
 		return nil, logical.CodedError(http.StatusNotFound, "the public callback is disabled; set public_callback=true in config, or complete with bindings/<handle>/authorize/complete")
 	}
-	if !b.callbackFailures.ok() {
+	state := d.Get("state").(string)
+	// Only requests without a live state are limited: a burst of junk must
+	// not lock out the account owner's genuine redirect.
+	live := b.authStates.has(state, b.now())
+	if !live && !b.callbackFailures.ok() {
 		return callbackPage(http.StatusTooManyRequests, "Too many failed attempts", "Wait a minute and start again."), nil
 	}
-	state := d.Get("state").(string)
 	if perr := d.Get("error").(string); perr != "" {
-		b.callbackFailures.fail()
+		if !live {
+			b.callbackFailures.fail()
+		}
 		// The request is over: its state is spent.
 		handle := ""
 		if p, err := b.authStates.take(state, "", b.now()); err == nil {
@@ -200,7 +205,9 @@ func (b *backend) pathCallback(ctx context.Context, req *logical.Request, d *fra
 		if !isReadError(err) {
 			return nil, err
 		}
-		b.callbackFailures.fail()
+		if !live {
+			b.callbackFailures.fail()
+		}
 		return callbackPage(http.StatusBadRequest, "Not connected", err.Error()), nil
 	}
 	return callbackPage(http.StatusOK, "Connected", fmt.Sprintf("Handle %s is connected. You can close this page.", handle)), nil

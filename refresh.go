@@ -26,8 +26,8 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, hc *handleCach
 		// one, unless an operator has configured a different one since.
 		origin = hashSecret(inputs[refreshTokenField])
 		g.refreshToken = inputs[refreshTokenField]
-		if st.RefreshToken != "" && st.RefreshOrigin == origin {
-			g.refreshToken = st.RefreshToken
+		if rt := storedRefreshToken(snap.binding, st, origin); rt != "" {
+			g.refreshToken = rt
 		}
 		if g.refreshToken == "" {
 			return nil, errNeedsAuthorization(handle, st)
@@ -47,7 +47,7 @@ func (b *backend) refresh(ctx context.Context, s logical.Storage, hc *handleCach
 	if k.rotates && tok != nil && tok.RefreshToken != "" && tok.RefreshToken != g.refreshToken {
 		// Kept even when the rest of the answer is refused: the provider
 		// has rotated, and the token sent is spent.
-		st.RefreshToken, st.RefreshOrigin = tok.RefreshToken, origin
+		st.RefreshToken, st.RefreshOrigin, st.RefreshEndpoint = tok.RefreshToken, origin, refreshEndpoint(snap.binding)
 	}
 	if ue != nil {
 		b.recordFailure(ctx, s, hc, handle, snap, st, ue, fp, now, seen)
@@ -87,6 +87,9 @@ func (b *backend) commit(ctx context.Context, s logical.Storage, hc *handleCache
 	// health (a recovery is durable before anyone is told).
 	durableFirst := snap.state == nil || st.RefreshToken != snap.state.RefreshToken || snap.state.Status.Health != healthOK
 	st.applyToken(tok, cfg, snap.binding.Generation, now)
+	if st.RefreshToken != "" && st.RefreshEndpoint == "" {
+		st.RefreshEndpoint = refreshEndpoint(snap.binding) // a state stored before the field
+	}
 	mat := upstreamMaterial(handle, snap.binding, st)
 	publish := func() {
 		hc.lastFailure = nil

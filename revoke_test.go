@@ -50,7 +50,7 @@ func TestRevokeOnDelete_SharedRefreshTokenIsNotRevoked(t *testing.T) {
 	for _, h := range []string{"a", "b"} {
 		b.write(t, "bindings/"+h, map[string]interface{}{
 			"kind": "oauth2.refresh_token", "client_id": "c", "refresh_token_secret": "rt",
-			"token_url": "https://idp.example/token", "revoke_on_delete": true, "revocation_url": rev.RevocationURL(),
+			"token_url": rev.TokenURL(), "revoke_on_delete": true, "revocation_url": rev.RevocationURL(),
 		})
 	}
 	_, err := b.do(t, logical.DeleteOperation, "bindings/a", nil)

@@ -33,6 +33,13 @@ type tokenState struct {
 	// RefreshToken descends from. When an operator configures a different
 	// refresh token, the hashes differ and the configured one is used.
 	RefreshOrigin string `json:"refresh_origin,omitempty"`
+	// RefreshEndpoint is a hash of the token URL RefreshToken was obtained
+	// from. A binding whose token_url changed since never sends it (to the
+	// new endpoint, or to a revocation endpoint): an operator who can
+	// write the binding cannot aim a refresh token they never held at a
+	// host of their choosing. Empty in states stored before this field:
+	// accepted, and set by the next refresh.
+	RefreshEndpoint string `json:"refresh_endpoint,omitempty"`
 	// ReauthFingerprint is a hash of the inputs that were refused with a
 	// re-authorization error; while they are unchanged, reads fail fast
 	// instead of asking the provider again.
@@ -66,6 +73,22 @@ func (st *tokenState) applyToken(tok *upstreamToken, cfg *configEntry, gen uint6
 	st.Status = bindingStatus{Health: healthOK, LastRefreshAt: now}
 }
 
+// refreshEndpoint identifies where a binding's refresh tokens come from.
+func refreshEndpoint(e *bindingEntry) string { return hashSecret("token_url\x00" + e.tokenURL()) }
+
+// storedRefreshToken is the refresh token of st the binding may send: the
+// newest rotated or connected one, while the configured refresh token it
+// descends from (origin) and the token URL it came from are unchanged.
+func storedRefreshToken(e *bindingEntry, st *tokenState, origin string) string {
+	if st == nil || st.RefreshToken == "" || st.RefreshOrigin != origin {
+		return ""
+	}
+	if st.RefreshEndpoint != "" && st.RefreshEndpoint != refreshEndpoint(e) {
+		return ""
+	}
+	return st.RefreshToken
+}
+
 // needsAuthorization reports whether a binding of a kind that can be
 // connected has no refresh token to send: none configured, and none
 // obtained by connecting (or rotated from one that is no longer
@@ -75,7 +98,7 @@ func needsAuthorization(e *bindingEntry, st *tokenState) bool {
 	if k == nil || !k.rotates || e.hasInput(refreshTokenField) {
 		return false
 	}
-	return st == nil || st.RefreshToken == "" || st.RefreshOrigin != hashSecret("")
+	return storedRefreshToken(e, st, hashSecret("")) == ""
 }
 
 // bindingStatus is the status object of design.md.

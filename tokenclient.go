@@ -226,7 +226,7 @@ func decodeAnswer(contentType string, body []byte) (*tokenAnswer, bool) {
 // Its message is built from those and the sanitized error_description,
 // never from the body.
 func refusal(resp *http.Response, a *tokenAnswer) *upstreamError {
-	ue := &upstreamError{status: resp.StatusCode, code: sanitize(a.Error, 64), description: sanitize(a.ErrorDescription, 300)}
+	ue := &upstreamError{status: resp.StatusCode, code: errorCode(a.Error), description: sanitize(a.ErrorDescription, 300)}
 	if ra := resp.Header.Get("Retry-After"); ra != "" {
 		ue.retryAfter = parseRetryAfter(ra)
 	}
@@ -270,4 +270,23 @@ func parseExpiresIn(raw json.RawMessage) int64 {
 		return int64(min(f, float64(limit)))
 	}
 	return 0
+}
+
+// errorCode keeps a provider's error code when it looks like one (RFC 6749
+// codes are words such as invalid_grant): it is shown in the status, the
+// health listing, webhooks and metrics-free logs, so anything else, which
+// could echo what the request sent, becomes "unrecognized_error".
+func errorCode(code string) string {
+	if code == "" {
+		return ""
+	}
+	if len(code) > 64 {
+		return "unrecognized_error"
+	}
+	for _, c := range code {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return "unrecognized_error"
+		}
+	}
+	return code
 }

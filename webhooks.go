@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +30,8 @@ const (
 	webhookStatusKey = "webhook_status"
 	webhookTimeout   = 10 * time.Second
 	maxWebhookWait   = 5 * time.Minute
+	// maxOutbox bounds the outbox while a receiver is down.
+	maxOutbox = 10000
 )
 
 // webhookEvent is a webhook's JSON body.
@@ -71,6 +74,10 @@ func (b *backend) enqueueEvent(ctx context.Context, s logical.Storage, ev *webho
 	_, _ = rand.Read(id[:])
 	ev.ID = hex.EncodeToString(id[:])
 	ev.At = b.now().UTC().Truncate(time.Second)
+	if n, err := s.List(ctx, outboxPrefix); err == nil && len(n) >= maxOutbox {
+		b.Logger().Error("the webhook outbox is full; event dropped", "handle", ev.Handle, "type", ev.Type, "pending", len(n))
+		return
+	}
 	key := fmt.Sprintf("%s%020d-%s", outboxPrefix, b.now().UnixNano(), ev.ID)
 	if err := putJSON(ctx, s, key, "webhook event", ev); err != nil {
 		b.Logger().Error("queueing a webhook event failed", "handle", ev.Handle, "type", ev.Type, "error", err)
@@ -187,7 +194,13 @@ func (b *backend) post(ctx context.Context, url string, secret, body []byte) err
 	req.Header.Set("X-Flowcred-Signature", "sha256="+hex.EncodeToString(mac.Sum(nil)))
 	resp, err := b.httpClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s", transportError(err).msg)
+		// The URL itself may be the receiver's credential (Slack-style):
+		// name its host and the kind of failure only.
+		what := "could not be reached"
+		if ue := transportError(err); strings.Contains(ue.msg, "in time") {
+			what = "did not answer in time"
+		}
+		return fmt.Errorf("the receiver at %s %s", hostOf(url), what)
 	}
 	resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
