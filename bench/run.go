@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/flowcred/vault-plugin-flowcred/internal/oauthtest"
@@ -88,6 +89,9 @@ type Env struct {
 	// WorkDir is scratch space for this storage.
 	WorkDir string
 
+	// ProfileSignals: see Options.
+	ProfileSignals bool
+
 	// px is the Vault Proxy of this storage's server, started by the first
 	// workload that reads through it (proxy), stopped after the last.
 	px       *Proxy
@@ -152,6 +156,10 @@ type Options struct {
 	PluginEnv []string
 	// TrivialBin is the trivial plugin (bench/trivial); "" builds it.
 	TrivialBin string
+	// ProfileSignals sends the plugin SIGUSR1 and SIGUSR2 around the
+	// measured phase of the refresh overhead (profileMark), for
+	// bench/cmd/vault-plugin-flowcred-prof with FLOWCRED_CPUPROFILE_ON_SIGNAL=1.
+	ProfileSignals bool
 }
 
 // RunAll runs every workload on every storage, filling the table.
@@ -181,7 +189,7 @@ func RunAll(ctx context.Context, o Options) error {
 			return err
 		}
 		env := &Env{
-			Cfg: o.Cfg, V: v, OAuth: oa, Table: t, AgentBin: o.VaultBin, WorkDir: dir,
+			Cfg: o.Cfg, V: v, OAuth: oa, Table: t, AgentBin: o.VaultBin, WorkDir: dir, ProfileSignals: o.ProfileSignals,
 			Reader: &Reader{Client: HTTPClient(64), Addr: v.Addr, Token: v.Token},
 		}
 		err = env.runStorage(ctx, i == 0)
@@ -312,6 +320,19 @@ func (e *Env) pluginPID() int {
 		return 0
 	}
 	return pid
+}
+
+// profileMark sends sig to the plugin process when the run profiles by
+// signals: SIGUSR1 starts the profile, SIGUSR2 ends it.
+func (e *Env) profileMark(sig syscall.Signal) {
+	if !e.ProfileSignals {
+		return
+	}
+	if pid := e.pluginPID(); pid > 0 {
+		if err := syscall.Kill(pid, sig); err != nil {
+			e.Table.Logf("profile signal %v to the plugin: %v", sig, err)
+		}
+	}
 }
 
 // scratch returns a fresh directory under the storage's work dir.

@@ -34,6 +34,7 @@ func main() {
 		cell      = flag.Duration("cell", 0, "override the duration of each read cell")
 		trivial   = flag.String("trivial", "", "the trivial baseline plugin (go build ./bench/trivial); default: built into the work dir")
 		pluginEnv = flag.String("plugin-env", "", "comma-separated KEY=VALUE added to the plugin's environment (e.g. FLOWCRED_CPUPROFILE=/tmp/plugin.prof with vault-plugin-flowcred-prof)")
+		profSig   = flag.Bool("profile-signals", false, "profile the plugin only while the refresh overhead is measured: adds FLOWCRED_CPUPROFILE_ON_SIGNAL=1 to the plugin's environment and sends it SIGUSR1/SIGUSR2 (with -plugin vault-plugin-flowcred-prof and -plugin-env FLOWCRED_CPUPROFILE=FILE)")
 	)
 	flag.Parse()
 	if *vaultBin == "" || *pluginBin == "" {
@@ -86,6 +87,10 @@ func main() {
 	opts := bench.Options{Cfg: cfg, VaultBin: *vaultBin, PluginBin: *pluginBin, TrivialBin: *trivial, WorkDir: dir, Table: t}
 	if *pluginEnv != "" {
 		opts.PluginEnv = strings.Split(*pluginEnv, ",")
+	}
+	if *profSig {
+		opts.ProfileSignals = true
+		opts.PluginEnv = append(opts.PluginEnv, "FLOWCRED_CPUPROFILE_ON_SIGNAL=1")
 	}
 	err := bench.RunAll(ctx, opts)
 
