@@ -175,7 +175,7 @@ func (e *Env) Churn(ctx context.Context) error {
 		row := Row{
 			Area: "churn", Storage: e.V.Storage,
 			Case:   fmt.Sprintf("%s, lease %s", c.label(), ttl),
-			Result: fmt.Sprintf("%d leases in %s: one per %s, %s per consumer per hour", n, elapsed.Round(time.Second), interval.Round(100*time.Millisecond), thousands(int64(perHour))),
+			Result: fmt.Sprintf("%d leases in %s: one per %s, %s per consumer per hour", n, elapsed.Round(time.Second), roundInterval(interval), thousands(int64(perHour))),
 		}
 		switch c.want {
 		case "one":
@@ -248,6 +248,14 @@ func listLeases(ctx context.Context, c *api.Client, prefix string) ([]string, er
 		out = append(out, fmt.Sprint(k))
 	}
 	return out, nil
+}
+
+// roundInterval keeps two or three significant digits of an interval.
+func roundInterval(d time.Duration) time.Duration {
+	if d < time.Second {
+		return d.Round(time.Millisecond)
+	}
+	return d.Round(100 * time.Millisecond)
 }
 
 // leaseRate turns lease issue times into a steady-state rate: the mean
