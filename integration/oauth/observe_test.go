@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -140,6 +141,40 @@ func TestObservability(t *testing.T) {
 		t.Errorf("%d deliveries with a bad signature", rcv.badSig)
 	}
 	bodies := strings.Join(rcv.bodies, "\n")
+	rcv.mu.Unlock()
+
+	// A connect gives binding.authorized.
+	writeBinding(t, v.Client, mount, "obs_connect", map[string]interface{}{
+		"kind": "oauth2.refresh_token", "token_url": o.TokenURL, "client_id": oauthtest.ClientConnect,
+		"client_secret": oauthtest.SecretConnect, "auth_style": "header",
+		"authorization_url": o.AuthorizationURL, "scopes": "openid api",
+	})
+	auth, err := v.Client.Logical().Write(mount+"/bindings/obs_connect/authorize", map[string]interface{}{"redirect_uri": connectRedirect})
+	if err != nil {
+		t.Fatal(err)
+	}
+	redirect, err := oauthtest.Approve(auth.Data["auth_url"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ru, err := url.Parse(redirect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Client.Logical().Write(mount+"/bindings/obs_connect/authorize/complete", map[string]interface{}{
+		"state": ru.Query().Get("state"), "code": ru.Query().Get("code"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "binding.authorized delivered", func() bool { return len(rcv.got()) == 4 })
+	if got := rcv.got()[3]; got != "binding.authorized" {
+		t.Fatalf("fourth event %q", got)
+	}
+	rcv.mu.Lock()
+	if rcv.badSig != 0 {
+		t.Errorf("%d deliveries with a bad signature", rcv.badSig)
+	}
+	bodies = strings.Join(rcv.bodies, "\n")
 	rcv.mu.Unlock()
 
 	// health: the binding with its error code; the counts.
