@@ -99,8 +99,7 @@ func (b *backend) pathDevice(ctx context.Context, req *logical.Request, d *frame
 	}
 	tctx, cancel := context.WithTimeout(ctx, cfg.HTTPTimeout)
 	defer cancel()
-	r := &tokenRequest{url: devURL, form: form, clientID: in["client_id"], clientSecret: in["client_secret"], style: kindOf(e.Kind).authStyleOf(e)}
-	da, err := call(tctx, b.tokenClient(), r, parseDeviceAnswer)
+	da, err := call(tctx, b.tokenClient(), clientRequest(e, in, devURL, form), parseDeviceAnswer)
 	if err != nil {
 		ue := classifyUpstream(err)
 		ue.scrub(scrubList(in, ""))
@@ -138,12 +137,8 @@ func (b *backend) pathDevice(ctx context.Context, req *logical.Request, d *frame
 }
 
 func parseDeviceAnswer(resp *http.Response, body []byte) (*deviceAnswer, error) {
-	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
-		return nil, redirectError(resp)
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		a, _ := decodeAnswer(resp.Header.Get("Content-Type"), body)
-		return nil, refusal(resp, a)
+	if err := notSuccess(resp, body); err != nil {
+		return nil, err
 	}
 	var da deviceAnswer
 	if err := json.Unmarshal(body, &da); err != nil || da.DeviceCode == "" || da.UserCode == "" || (da.VerificationURI == "" && da.VerificationURL == "") {

@@ -40,10 +40,16 @@ func clientCredentialsGrant(ctx context.Context, b *backend, g *grantCall) (*ups
 // client_secret, the way its auth_style says (shared with the refresh-token
 // family).
 func (b *backend) clientGrant(ctx context.Context, g *grantCall, form url.Values) (*upstreamToken, error) {
-	e := g.binding
-	return b.tokenClient().exchange(ctx, &tokenRequest{
-		url: e.tokenURL(), form: form,
-		clientID: g.inputs["client_id"], clientSecret: g.inputs["client_secret"],
+	return b.tokenClient().exchange(ctx, clientRequest(g.binding, g.inputs, g.binding.tokenURL(), form))
+}
+
+// clientRequest is a request to one of the binding's endpoints (token,
+// device authorization, revocation) authenticated with its client_id and
+// client_secret as its auth_style says.
+func clientRequest(e *bindingEntry, in map[string]string, endpoint string, form url.Values) *tokenRequest {
+	return &tokenRequest{
+		url: endpoint, form: form,
+		clientID: in["client_id"], clientSecret: in["client_secret"],
 		style: kindOf(e.Kind).authStyleOf(e),
-	})
+	}
 }

@@ -89,19 +89,16 @@ func (b *backend) revokeForDelete(ctx context.Context, s logical.Storage, handle
 	}
 	tctx, cancel := context.WithTimeout(ctx, cfg.HTTPTimeout)
 	defer cancel()
-	r := &tokenRequest{
-		url: revURL, form: url.Values{"token": {rt}, "token_type_hint": {"refresh_token"}},
-		clientID: in["client_id"], clientSecret: in["client_secret"], style: k.authStyleOf(e),
-	}
+	r := clientRequest(e, in, revURL, url.Values{"token": {rt}, "token_type_hint": {"refresh_token"}})
 	_, err = call(tctx, b.tokenClient(), r, func(resp *http.Response, body []byte) (struct{}, error) {
-		if resp.StatusCode >= 300 && resp.StatusCode < 400 {
-			return struct{}{}, redirectError(resp)
+		if err := notSuccess(resp, body); err != nil {
+			return struct{}{}, err
 		}
-		if resp.StatusCode != http.StatusOK {
+		if resp.StatusCode != http.StatusOK { // RFC 7009 2.2: 200, also for a token already invalid
 			a, _ := decodeAnswer(resp.Header.Get("Content-Type"), body)
 			return struct{}{}, refusal(resp, a)
 		}
-		return struct{}{}, nil // RFC 7009 2.2: 200 also for a token already invalid
+		return struct{}{}, nil
 	})
 	if err != nil {
 		ue := classifyUpstream(err)

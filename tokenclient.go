@@ -195,6 +195,20 @@ func parseAnswer(resp *http.Response, body []byte, idToken bool) (*upstreamToken
 	}, nil
 }
 
+// notSuccess is the error of an answer that is not a 2xx: a redirect (not
+// followed) or a refusal classified by its status and error code; nil for
+// a 2xx. Every endpoint's parser starts with it.
+func notSuccess(resp *http.Response, body []byte) error {
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return redirectError(resp)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		a, _ := decodeAnswer(resp.Header.Get("Content-Type"), body)
+		return refusal(resp, a)
+	}
+	return nil
+}
+
 // decodeAnswer reads a JSON answer, or a form-encoded one when the content
 // type says so (as some providers still answer, and x/oauth2 accepts).
 func decodeAnswer(contentType string, body []byte) (*tokenAnswer, bool) {
