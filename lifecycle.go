@@ -142,10 +142,10 @@ func (b *backend) material(ctx context.Context, s logical.Storage, handle string
 	}
 	now := b.now()
 	if m := b.serveCached(handle, cfg, o, now); m != nil {
-		b.metrics.cache.WithLabelValues("hit").Inc()
+		b.metrics.hits.Inc()
 		return m, nil
 	}
-	b.metrics.cache.WithLabelValues("miss").Inc()
+	b.metrics.misses.Inc()
 	return b.coalesce(ctx, s, handle, o, cfg, now)
 }
 

@@ -16,14 +16,17 @@ import (
 // only with config metrics_per_handle.
 
 type metrics struct {
-	reg        *prometheus.Registry
-	upstream   *prometheus.CounterVec   // kind, outcome
-	latency    *prometheus.HistogramVec // kind
-	cache      *prometheus.CounterVec   // result: hit, miss
-	background prometheus.Counter
-	rotations  prometheus.Counter
-	webhooks   *prometheus.CounterVec // outcome: delivered, failed
-	perHandle  *prometheus.CounterVec // handle, outcome (metrics_per_handle)
+	reg      *prometheus.Registry
+	upstream *prometheus.CounterVec   // kind, outcome
+	latency  *prometheus.HistogramVec // kind
+	cache    *prometheus.CounterVec   // result: hit, miss
+	// hits and misses are cache's two series, looked up once: every
+	// token read counts one.
+	hits, misses prometheus.Counter
+	background   prometheus.Counter
+	rotations    prometheus.Counter
+	webhooks     *prometheus.CounterVec // outcome: delivered, failed
+	perHandle    *prometheus.CounterVec // handle, outcome (metrics_per_handle)
 }
 
 func newMetrics(b *backend) *metrics {
@@ -59,6 +62,7 @@ func newMetrics(b *backend) *metrics {
 			Help: "Token requests by handle and outcome (only with config metrics_per_handle).",
 		}, []string{"handle", "outcome"}),
 	}
+	m.hits, m.misses = m.cache.WithLabelValues("hit"), m.cache.WithLabelValues("miss")
 	health := prometheus.NewDesc("flowcred_bindings", "Bindings by health, from the health index.", []string{"health"}, nil)
 	m.reg.MustRegister(m.upstream, m.latency, m.cache, m.background, m.rotations, m.webhooks, m.perHandle,
 		gaugeFunc{desc: health, collect: func(ch chan<- prometheus.Metric) {
@@ -68,6 +72,9 @@ func newMetrics(b *backend) *metrics {
 		}})
 	return m
 }
+
+// outcomeOf is the upstream outcome label of each failure class.
+var outcomeOf = map[errClass]string{classTransient: "transient", classReauth: "reauth", classConfig: "config"}
 
 // gaugeFunc is a collector of gauges computed at scrape time.
 type gaugeFunc struct {
@@ -82,7 +89,7 @@ func (g gaugeFunc) Collect(ch chan<- prometheus.Metric) { g.collect(ch) }
 func (b *backend) grantDone(handle, kind string, ue *upstreamError, took time.Duration, cfg *configEntry) {
 	outcome := "ok"
 	if ue != nil {
-		outcome = map[errClass]string{classTransient: "transient", classReauth: "reauth", classConfig: "config"}[ue.class]
+		outcome = outcomeOf[ue.class]
 	}
 	b.metrics.upstream.WithLabelValues(kind, outcome).Inc()
 	b.metrics.latency.WithLabelValues(kind).Observe(took.Seconds())
