@@ -21,6 +21,21 @@ import (
 
 const healthPrefix = "health/"
 
+// reauthPrefix indexes the bindings whose refresh token has a known end
+// (reauth_due_at), whatever their health, for the reauth_soon check: the
+// periodic function reads these entries only.
+const reauthPrefix = "reauth_due/"
+
+// reauthEntry is a binding's entry in the reauth_due index.
+type reauthEntry struct {
+	Kind        string    `json:"kind"`
+	Health      string    `json:"health"`
+	ReauthDueAt time.Time `json:"reauth_due_at"`
+	// SoonSentFor is the reauth_due_at a binding.reauth_soon event was
+	// sent for (once per due date).
+	SoonSentFor time.Time `json:"soon_sent_for,omitempty"`
+}
+
 // healthEntry is a binding's index entry.
 type healthEntry struct {
 	Kind          string    `json:"kind"`
@@ -28,9 +43,6 @@ type healthEntry struct {
 	LastErrorCode string    `json:"last_error_code,omitempty"`
 	LastErrorAt   time.Time `json:"last_error_at,omitempty"`
 	ReauthDueAt   time.Time `json:"reauth_due_at,omitempty"`
-	// SoonSentFor is the reauth_due_at a binding.reauth_soon event was
-	// sent for (once per due date).
-	SoonSentFor time.Time `json:"soon_sent_for,omitempty"`
 }
 
 // healthCounts is the in-memory count of bindings by health.
@@ -128,20 +140,32 @@ func (b *backend) buildHealthIndex(ctx context.Context, s logical.Storage, bindi
 	return s.Put(ctx, &logical.StorageEntry{Key: healthIndexMarker, Value: []byte("1")})
 }
 
-// putHealthEntry writes (or deletes, for ok) a binding's index entry.
+// putHealthEntry writes a binding's index entries: its health entry
+// (deleted when it is ok) and its reauth_due entry (deleted when the end of
+// its refresh token is not known).
 func (b *backend) putHealthEntry(ctx context.Context, s logical.Storage, handle string, e *bindingEntry, st *tokenState) error {
-	to := healthOf(e, st)
-	if to == healthOK && (st == nil || st.ReauthDueAt.IsZero()) {
-		return s.Delete(ctx, healthPrefix+handle)
+	to := bindingHealth(e, st)
+	var err error
+	if to == healthOK {
+		err = s.Delete(ctx, healthPrefix+handle)
+	} else {
+		entry := &healthEntry{Kind: e.Kind, Health: to}
+		if st != nil {
+			entry.LastErrorCode, entry.LastErrorAt, entry.ReauthDueAt = st.Status.LastErrorCode, st.Status.LastErrorAt, st.ReauthDueAt
+		}
+		err = putJSON(ctx, s, healthPrefix+handle, fmt.Sprintf("health entry of %q", handle), entry)
 	}
-	entry := &healthEntry{Kind: e.Kind, Health: to}
-	if st != nil {
-		entry.LastErrorCode, entry.LastErrorAt, entry.ReauthDueAt = st.Status.LastErrorCode, st.Status.LastErrorAt, st.ReauthDueAt
+	if err != nil {
+		return err
 	}
-	if old, err := getJSON[healthEntry](ctx, s, healthPrefix+handle, "health entry"); err == nil && old != nil {
-		entry.SoonSentFor = old.SoonSentFor
+	if st == nil || st.ReauthDueAt.IsZero() {
+		return s.Delete(ctx, reauthPrefix+handle)
 	}
-	return putJSON(ctx, s, healthPrefix+handle, fmt.Sprintf("health entry of %q", handle), entry)
+	due := &reauthEntry{Kind: e.Kind, Health: to, ReauthDueAt: st.ReauthDueAt}
+	if old, err := getJSON[reauthEntry](ctx, s, reauthPrefix+handle, "reauth entry"); err == nil && old != nil {
+		due.SoonSentFor = old.SoonSentFor
+	}
+	return putJSON(ctx, s, reauthPrefix+handle, fmt.Sprintf("reauth entry of %q", handle), due)
 }
 
 // recordedHealth is the health the index holds for a binding (ok when it
@@ -175,7 +199,7 @@ func (b *backend) bindingWritten(ctx context.Context, s logical.Storage, handle 
 	if err := b.putHealthEntry(ctx, s, handle, e, st); err != nil {
 		b.Logger().Warn("updating the health index failed", "handle", handle, "error", err)
 	}
-	if to := healthOf(e, st); to != from {
+	if to := bindingHealth(e, st); to != from {
 		b.health.move(from, to)
 	}
 }
@@ -187,53 +211,31 @@ func (b *backend) bindingDeleted(ctx context.Context, s logical.Storage, handle 
 		return
 	}
 	_ = s.Delete(ctx, healthPrefix+handle)
+	_ = s.Delete(ctx, reauthPrefix+handle)
 	b.health.move(from, "")
 }
 
-// healthOf is a binding's health as its status shows it.
-func healthOf(e *bindingEntry, st *tokenState) string {
-	h, _ := statusData(e, st, nil)["health"].(string)
-	return h
-}
-
-// recordHealth notes a binding's token state change from before to after
-// (either may be nil: a binding created or deleted). connected: a connect
-// completed.
+// recordHealth notes a binding's token state change from before (nil: it
+// had none) to after, the state just stored. connected: a connect
+// completed. A binding's creation and deletion are bindingWritten and
+// bindingDeleted.
 func (b *backend) recordHealth(ctx context.Context, s logical.Storage, handle string, e *bindingEntry, before, after *tokenState, connected bool) {
-	from, to := healthOf(e, before), healthOf(e, after)
-	if before == nil && after == nil { // deleted
-		to = ""
-	}
-	var dueBefore, dueAfter time.Time
+	from, to := bindingHealth(e, before), bindingHealth(e, after)
+	var dueBefore time.Time
 	if before != nil {
 		dueBefore = before.ReauthDueAt
 	}
-	if after != nil {
-		dueAfter = after.ReauthDueAt
-	}
-	if from == to && !connected && dueBefore.Equal(dueAfter) {
+	if from == to && !connected && dueBefore.Equal(after.ReauthDueAt) {
 		return
 	}
-	var err error
-	if to == "" {
-		err = s.Delete(ctx, healthPrefix+handle)
-	} else {
-		err = b.putHealthEntry(ctx, s, handle, e, after)
-	}
-	if err != nil {
+	if err := b.putHealthEntry(ctx, s, handle, e, after); err != nil {
 		b.Logger().Warn("updating the health index failed", "handle", handle, "error", err)
 	}
 	if from == to && !connected {
 		return
 	}
 	b.health.move(from, to)
-	if to == "" {
-		return
-	}
-	code := ""
-	if after != nil {
-		code = after.Status.LastErrorCode
-	}
+	code := after.Status.LastErrorCode
 	b.Logger().Info("binding health changed", "handle", handle, "kind", e.Kind, "from", from, "to", to, "error_code", code)
 	if typ := eventType(from, to, connected); typ != "" {
 		b.enqueueEvent(ctx, s, &webhookEvent{Type: typ, Handle: handle, Kind: e.Kind, Health: to, LastErrorCode: code})
@@ -298,25 +300,24 @@ func sortedStrings(in []string) []string {
 
 // reauthSoonTick sends binding.reauth_soon once for each binding whose
 // refresh token ends within reauth_warning_window (from the periodic
-// function, on the writable node). It reads the health index, which holds
-// every binding with a known reauth_due_at.
+// function, on the writable node). It reads the reauth_due index only.
 func (b *backend) reauthSoonTick(ctx context.Context, s logical.Storage) {
 	cfg, err := b.getConfig(ctx, s)
 	if err != nil {
 		return
 	}
-	keys, err := s.List(ctx, healthPrefix)
+	keys, err := s.List(ctx, reauthPrefix)
 	if err != nil {
 		return
 	}
 	now := b.now()
 	for _, h := range keys {
-		e, err := getJSON[healthEntry](ctx, s, healthPrefix+h, "health entry")
-		if err != nil || e == nil || e.ReauthDueAt.IsZero() || e.ReauthDueAt.Equal(e.SoonSentFor) || e.ReauthDueAt.Sub(now) >= cfg.reauthWindow() {
+		e, err := getJSON[reauthEntry](ctx, s, reauthPrefix+h, "reauth entry")
+		if err != nil || e == nil || e.ReauthDueAt.Equal(e.SoonSentFor) || e.ReauthDueAt.Sub(now) >= cfg.reauthWindow() {
 			continue
 		}
 		e.SoonSentFor = e.ReauthDueAt
-		if err := putJSON(ctx, s, healthPrefix+h, "health entry", e); err != nil {
+		if err := putJSON(ctx, s, reauthPrefix+h, "reauth entry", e); err != nil {
 			continue
 		}
 		b.Logger().Info("binding's refresh token ends soon", "handle", h, "kind", e.Kind, "reauth_due_at", e.ReauthDueAt.UTC().Format(time.RFC3339))

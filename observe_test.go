@@ -261,6 +261,8 @@ func TestObserve_ReauthDue(t *testing.T) {
 	due, err := time.Parse(time.RFC3339, st["reauth_due_at"].(string))
 	require.NoError(t, err)
 	require.WithinDuration(t, time.Now().Add(24*time.Hour), due, time.Minute)
+	// An ok binding is not listed by health, due date or not.
+	require.Empty(t, b.read(t, "health", nil).Data["bindings"])
 	v := b.write(t, "validate", map[string]interface{}{"requirements": []interface{}{map[string]interface{}{"node": "n", "handle": "crm", "kind": "oauth2.refresh_token"}}})
 	require.Equal(t, true, v.Data["valid"])
 	require.Equal(t, "reauth_soon", v.Data["problems"].([]map[string]interface{})[0]["problem"])

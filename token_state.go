@@ -131,18 +131,31 @@ func putTokenState(ctx context.Context, s logical.Storage, handle string, st *to
 	return putJSON(ctx, s, tokenStoragePrefix+handle, fmt.Sprintf("token state of %q", handle), st)
 }
 
+// bindingHealth is a binding's health from its token state: the stored
+// health, else ok for a kind without an upstream and unknown for one that
+// has not refreshed yet; needs_authorization when it has no refresh token
+// to send (unless a device grant is pending). statusData adds what missing
+// secrets change.
+func bindingHealth(e *bindingEntry, st *tokenState) string {
+	h := healthUnknown
+	if k := kindOf(e.Kind); k != nil && !k.upstream() {
+		h = healthOK
+	}
+	if st != nil && st.Status.Health != "" {
+		h = st.Status.Health
+	}
+	if h != healthPendingAuthorization && needsAuthorization(e, st) {
+		h = healthNeedsAuthorization
+	}
+	return h
+}
+
 func statusData(e *bindingEntry, st *tokenState, missing []string) map[string]interface{} {
 	out := map[string]interface{}{
-		"health":               healthUnknown,
+		"health":               bindingHealth(e, st),
 		"consecutive_failures": 0,
 	}
-	if k := kindOf(e.Kind); k != nil && !k.upstream() {
-		out["health"] = healthOK
-	}
 	if st != nil {
-		if st.Status.Health != "" {
-			out["health"] = st.Status.Health
-		}
 		if !st.Status.LastRefreshAt.IsZero() {
 			out["last_refresh_at"] = st.Status.LastRefreshAt.UTC().Format(time.RFC3339)
 		}
@@ -163,9 +176,6 @@ func statusData(e *bindingEntry, st *tokenState, missing []string) map[string]in
 		if !st.ReauthDueAt.IsZero() {
 			out["reauth_due_at"] = st.ReauthDueAt.UTC().Format(time.RFC3339)
 		}
-	}
-	if out["health"] != healthPendingAuthorization && needsAuthorization(e, st) {
-		out["health"] = healthNeedsAuthorization
 	}
 	if len(missing) > 0 {
 		out["missing_secrets"] = missing
