@@ -2,15 +2,9 @@ package flowcred
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -131,51 +125,11 @@ func TestObserve_HealthIndex(t *testing.T) {
 	require.Equal(t, map[string]interface{}{"ok": 1, "unknown": 1, "needs_reauth": 1}, b.read(t, "health", nil).Data["counts"])
 }
 
-// receiver is a webhook receiver that can be down.
-type receiver struct {
-	*httptest.Server
-	mu     sync.Mutex
-	down   bool
-	events []webhookEvent
-	sigs   []bool
-}
-
-func newReceiver(t *testing.T, secret string) *receiver {
-	r := &receiver{}
-	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, _ := io.ReadAll(req.Body)
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if r.down {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		mac := hmac.New(sha256.New, []byte(secret))
-		mac.Write(body)
-		r.sigs = append(r.sigs, req.Header.Get("X-Flowcred-Signature") == "sha256="+hex.EncodeToString(mac.Sum(nil)))
-		var ev webhookEvent
-		_ = json.Unmarshal(body, &ev)
-		r.events = append(r.events, ev)
-	}))
-	t.Cleanup(r.Close)
-	return r
-}
-
-func (r *receiver) types() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []string
-	for _, e := range r.events {
-		out = append(out, e.Type)
-	}
-	return out
-}
-
 func TestObserve_Webhooks(t *testing.T) {
 	b := getTestBackend(t, nil)
 	initialized(t, b)
 	const secret = "webhook-key-SECRET"
-	rcv := newReceiver(t, secret)
+	rcv := oauthtest.StartWebhookReceiver(t, secret)
 	b.write(t, "config", map[string]interface{}{"webhook_url": rcv.URL, "webhook_secret": secret})
 	cfg := b.read(t, "config", nil)
 	require.NotContains(t, cfg.Data, "webhook_secret") // never read back
@@ -193,13 +147,11 @@ func TestObserve_Webhooks(t *testing.T) {
 	_, _ = b.do(t, logical.UpdateOperation, "bindings/crm/refresh", nil)
 	idp.Answer(nil)
 	b.write(t, "bindings/crm/refresh", nil)
-	waitFor(t, "degraded and recovered delivered", func() bool { return len(rcv.types()) == 2 })
-	require.Equal(t, []string{"binding.degraded", "binding.recovered"}, rcv.types())
+	waitFor(t, "degraded and recovered delivered", func() bool { return len(rcv.Types()) == 2 })
+	require.Equal(t, []string{"binding.degraded", "binding.recovered"}, rcv.Types())
 
 	// The receiver is down when the grant is refused: delivered once it is back.
-	rcv.mu.Lock()
-	rcv.down = true
-	rcv.mu.Unlock()
+	rcv.SetDown(true)
 	idp.SetRefreshToken("revoked")
 	_, _ = b.do(t, logical.UpdateOperation, "bindings/crm/refresh", nil)
 	waitFor(t, "the failed delivery is logged", func() bool {
@@ -208,21 +160,18 @@ func TestObserve_Webhooks(t *testing.T) {
 	})
 	// A reload in between: the outbox is in storage.
 	b.stopDeliverer()
-	rcv.mu.Lock()
-	rcv.down = false
-	rcv.mu.Unlock()
+	rcv.SetDown(false)
 	initialized(t, b)
-	waitFor(t, "needs_reauth delivered after the receiver came back", func() bool { return len(rcv.types()) == 3 })
-	rcv.mu.Lock()
-	defer rcv.mu.Unlock()
-	ev := rcv.events[2]
+	waitFor(t, "needs_reauth delivered after the receiver came back", func() bool { return len(rcv.Types()) == 3 })
+	var ev webhookEvent
+	require.NoError(t, json.Unmarshal([]byte(rcv.Bodies()[2]), &ev))
 	require.Equal(t, "binding.needs_reauth", ev.Type)
 	require.Equal(t, "crm", ev.Handle)
 	require.Equal(t, "needs_reauth", ev.Health)
 	require.Equal(t, "invalid_grant", ev.LastErrorCode)
 	require.NotEmpty(t, ev.ID)
 	require.WithinDuration(t, time.Now(), ev.At, time.Minute)
-	require.Equal(t, []bool{true, true, true}, rcv.sigs)
+	require.Zero(t, rcv.BadSignatures(), "every delivery's signature is valid")
 	keys, err := b.s.List(context.Background(), outboxPrefix)
 	require.NoError(t, err)
 	require.Empty(t, keys)
@@ -288,7 +237,7 @@ func TestObserve_ReauthSoonWebhook(t *testing.T) {
 	b := getTestBackend(t, nil)
 	initialized(t, b)
 	const secret = "webhook-key-SECRET"
-	rcv := newReceiver(t, secret)
+	rcv := oauthtest.StartWebhookReceiver(t, secret)
 	b.write(t, "config", map[string]interface{}{"webhook_url": rcv.URL, "webhook_secret": secret})
 	srv := oauthtest.StartTokenEndpoint(t, oauthtest.TokenOptions{})
 	srv.Answer(func(w http.ResponseWriter, r *http.Request) {
@@ -300,8 +249,8 @@ func TestObserve_ReauthSoonWebhook(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		require.NoError(t, b.periodic(context.Background(), &logical.Request{Storage: b.s}))
 	}
-	waitFor(t, "reauth_soon delivered", func() bool { return len(rcv.types()) == 1 })
-	require.Equal(t, []string{"binding.reauth_soon"}, rcv.types())
+	waitFor(t, "reauth_soon delivered", func() bool { return len(rcv.Types()) == 1 })
+	require.Equal(t, []string{"binding.reauth_soon"}, rcv.Types())
 	time.Sleep(200 * time.Millisecond) // a second event would have been delivered by now
-	require.Len(t, rcv.types(), 1, "once per due date")
+	require.Len(t, rcv.Types(), 1, "once per due date")
 }

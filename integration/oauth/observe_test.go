@@ -1,16 +1,10 @@
 package oauth
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"io"
-	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,55 +15,6 @@ import (
 
 	"github.com/flowcred/vault-plugin-flowcred/internal/oauthtest"
 )
-
-// hookReceiver is a loopback webhook receiver that can be down.
-type hookReceiver struct {
-	*httptest.Server
-	secret string
-	mu     sync.Mutex
-	down   bool
-	bodies []string
-	types  []string
-	badSig int
-}
-
-func newHookReceiver(t *testing.T, secret string) *hookReceiver {
-	r := &hookReceiver{secret: secret}
-	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, _ := io.ReadAll(req.Body)
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if r.down {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		mac := hmac.New(sha256.New, []byte(secret))
-		mac.Write(body)
-		if req.Header.Get("X-Flowcred-Signature") != "sha256="+hex.EncodeToString(mac.Sum(nil)) {
-			r.badSig++
-		}
-		var ev struct {
-			Type string `json:"type"`
-		}
-		_ = json.Unmarshal(body, &ev)
-		r.bodies = append(r.bodies, string(body))
-		r.types = append(r.types, ev.Type)
-	}))
-	t.Cleanup(r.Close)
-	return r
-}
-
-func (r *hookReceiver) setDown(down bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.down = down
-}
-
-func (r *hookReceiver) got() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.types...)
-}
 
 // TestObservability: metrics, health and webhooks on the real Vault with
 // the real OAuth2 server (issue 15): an outage then recovery gives
@@ -86,7 +31,7 @@ func TestObservability(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = v.Client.Sys().Unmount(mount) })
 	const hookSecret = "observe-webhook-key-for-tests-only"
-	rcv := newHookReceiver(t, hookSecret)
+	rcv := oauthtest.StartWebhookReceiver(t, hookSecret)
 	if _, err := v.Client.Logical().Write(mount+"/config", map[string]interface{}{
 		"background_refresh": false, "min_refresh_interval": 0, "webhook_url": rcv.URL, "webhook_secret": hookSecret,
 	}); err != nil {
@@ -107,12 +52,12 @@ func TestObservability(t *testing.T) {
 	refresh()
 	p.SetMode(oauthtest.PassThrough())
 	refresh()
-	waitUntil(t, "degraded and recovered delivered", func() bool { return len(rcv.got()) == 2 })
-	if got := strings.Join(rcv.got(), " "); got != "binding.degraded binding.recovered" {
+	waitUntil(t, "degraded and recovered delivered", func() bool { return len(rcv.Types()) == 2 })
+	if got := strings.Join(rcv.Types(), " "); got != "binding.degraded binding.recovered" {
 		t.Fatalf("events %q", got)
 	}
 
-	rcv.setDown(true)
+	rcv.SetDown(true)
 	if err := o.Revoke(rt); err != nil {
 		t.Fatal(err)
 	}
@@ -128,20 +73,18 @@ func TestObservability(t *testing.T) {
 	if _, err := v.Client.Sys().ReloadPlugin(&api.ReloadPluginInput{Mounts: []string{mount}}); err != nil {
 		t.Fatal(err)
 	}
-	rcv.setDown(false)
+	rcv.SetDown(false)
 	// The reloaded plugin delivers at its first round (initialize); a
 	// request wakes the mount if it has not started yet.
 	_, _ = v.Client.Logical().Read(mount + "/config")
-	waitUntil(t, "needs_reauth delivered after the receiver came back", func() bool { return len(rcv.got()) == 3 })
-	if got := rcv.got()[2]; got != "binding.needs_reauth" {
+	waitUntil(t, "needs_reauth delivered after the receiver came back", func() bool { return len(rcv.Types()) == 3 })
+	if got := rcv.Types()[2]; got != "binding.needs_reauth" {
 		t.Fatalf("third event %q", got)
 	}
-	rcv.mu.Lock()
-	if rcv.badSig != 0 {
-		t.Errorf("%d deliveries with a bad signature", rcv.badSig)
+	if n := rcv.BadSignatures(); n != 0 {
+		t.Errorf("%d deliveries with a bad signature", n)
 	}
-	bodies := strings.Join(rcv.bodies, "\n")
-	rcv.mu.Unlock()
+	bodies := strings.Join(rcv.Bodies(), "\n")
 
 	// A connect gives binding.authorized.
 	writeBinding(t, v.Client, mount, "obs_connect", map[string]interface{}{
@@ -166,16 +109,14 @@ func TestObservability(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "binding.authorized delivered", func() bool { return len(rcv.got()) == 4 })
-	if got := rcv.got()[3]; got != "binding.authorized" {
+	waitUntil(t, "binding.authorized delivered", func() bool { return len(rcv.Types()) == 4 })
+	if got := rcv.Types()[3]; got != "binding.authorized" {
 		t.Fatalf("fourth event %q", got)
 	}
-	rcv.mu.Lock()
-	if rcv.badSig != 0 {
-		t.Errorf("%d deliveries with a bad signature", rcv.badSig)
+	if n := rcv.BadSignatures(); n != 0 {
+		t.Errorf("%d deliveries with a bad signature", n)
 	}
-	bodies = strings.Join(rcv.bodies, "\n")
-	rcv.mu.Unlock()
+	bodies = strings.Join(rcv.Bodies(), "\n")
 
 	// health: the binding with its error code; the counts.
 	hs, err := v.Client.Logical().Read(mount + "/health")
